@@ -1,0 +1,22 @@
+"""Million Song Dataset (250k songs, Lee/Choi split with 50 Last.fm tags).
+
+Default ``spectrogram`` is k=16, F=512, U=500 (5,926,198 params); ``waveform`` is x1, 7 layers
+(5,379,126). Label files: ``--config.data.labels.train=ids.txt:y.npy`` (or a ``id<TAB>[0, 1, ...]`` tsv),
+audio under ``--config.data.root`` following ``data.audio_pattern``.
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base_config()
+  c.experiment = "msd"
+  c.data.dataset = "msd"
+  c.data.dataset_title = "Million Song Dataset"
+  c.data.chunk_seconds = 3.0
+  c.model.spectrogram_k = 16
+  c.model.waveform_width = 1
+  c.train.steps = 1000 * 6302        # ~1,000 epochs of 201,680 songs / 32, as MSD_musicnn trained
+  c.train.eval_every = 6302
+  c.train.checkpoint_every = 2000
+  return common.apply_args(c, args, default_frontend="spectrogram")

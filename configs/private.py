@@ -1,0 +1,26 @@
+"""Shared body of the private-style scaling configs (100k / 500k / 1M training songs).
+
+Like the paper's private data: 15-s chunks, graded targets trained with MSE, fixed valid/test sets,
+a deterministic training subset of the train pool. Waveform = 9-layer x1 front-end (5,478,198 params),
+spectrogram = k16 (5,926,198). Point ``--config.data.manifest`` at a JSONL/CSV manifest.
+"""
+from configs import common
+
+
+def private_config(arg, train_size: int, name: str):
+  args = common.parse_arg(arg)
+  c = common.base_config()
+  c.experiment = name
+  c.data.dataset = "manifest"
+  c.data.dataset_title = "private-style corpus"
+  c.data.train_size = train_size
+  c.data.chunk_seconds = 15.0
+  c.model.waveform_layers = 9
+  c.model.waveform_width = 1
+  c.model.spectrogram_k = 16
+  c.train.loss = "mse"
+  c.train.steps = 1_000_000
+  c.train.eval_every = 5000
+  c.train.checkpoint_every = 2000
+  c.train.plateau_patience = 10
+  return common.apply_args(c, args, default_frontend="waveform")

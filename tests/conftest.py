@@ -1,0 +1,15 @@
+"""Test set-up: 8 fake CPU devices (before jax is imported) and parsed absl flags (grain#1355)."""
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
