@@ -105,7 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.keep = 3                       # latest checkpoints kept (the best-by-validation one is kept apart)
   t.log_every = 100
   t.metrics_every = 10             # host fetch of metrics every k steps (no per-step sync)
-  t.nan_guard = True
+  t.best_metric = "loss"           # loss | roc_auc | pr_auc: what the best/ checkpoint is chosen by (authors: loss)
   t.inject_nan_at = -1             # testing aid: poison the batch at this step
 
   # ---- evaluation -------------------------------------------------------------------------------
