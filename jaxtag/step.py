@@ -54,16 +54,20 @@ def data_loss(logits, targets, kind: str) -> jax.Array:
   raise ValueError(f"unknown loss {kind!r}; valid: 'bce', 'mse'")
 
 
-def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float):
-  """One optimisation step on a global batch; returns ``(new_state, metrics)``."""
+def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float):
+  """``((total_loss, (data_loss, new_rest)), grads)`` on a global batch (BatchNorm in training mode)."""
   def loss_fn(params):
     model = nnx.merge(graphdef, params, state["rest"])
     logits = model(batch["audio"], train=True)
     loss = data_loss(logits, batch["targets"], loss_kind)
-    new_rest = split_model(model)[2]
-    return loss + l2 * l2_penalty(params), (loss, new_rest)
+    return loss + l2 * l2_penalty(params), (loss, split_model(model)[2])
 
-  (total, (loss, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  return jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+
+
+def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float):
+  """One optimisation step on a global batch; returns ``(new_state, metrics)``."""
+  (total, (loss, new_rest)), grads = loss_and_grads(state, batch, graphdef=graphdef, loss_kind=loss_kind, l2=l2)
   grad_norm = optax.global_norm(grads)
   updates, new_opt = tx.update(grads, state["opt"], state["params"])
   new_params = jax.tree.map(lambda p, u: p - lr * u.astype(p.dtype), state["params"], updates)

@@ -187,6 +187,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
           ckpts.save_best(step, state, host)
       if step % tc.checkpoint_every == 0 or step == tc.steps or stopping:
         ckpts.save(step, state, train_iter, host)
+        if step == tc.stall_at and step > start:   # testing aid: hang here so a test can kill -9 mid-run
+          while True:
+            time.sleep(1)
       if stopping:
         logging.warning("%s received: saved step %d, exiting", stop.signal or "stop", step)
         break
