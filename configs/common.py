@@ -105,8 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
   t.keep = 3                       # latest checkpoints kept (the best-by-validation one is kept apart)
   t.log_every = 100
   t.metrics_every = 10             # host fetch of metrics every k steps (no per-step sync)
-  t.nan_guard = True
+  t.best_metric = "loss"           # loss | roc_auc | pr_auc: what the best/ checkpoint is chosen by (authors: loss)
   t.inject_nan_at = -1             # testing aid: poison the batch at this step
+  t.stall_at = -1                  # testing aid: hang after saving this step (to kill -9 a run mid-way)
 
   # ---- evaluation -------------------------------------------------------------------------------
   e = c.eval = ml_collections.ConfigDict()
@@ -120,7 +121,9 @@ def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) 
   """Applies parsed arguments common to all configs (front-end choice, small, model=, steps=, ...)."""
   frontend = "waveform" if args.get("waveform") else "spectrogram" if args.get("spectrogram") else default_frontend
   c.model.name = args.get("model", frontend)
-  if args.get("small"):
+  if args.get("smoke"):
+    apply_smoke(c)
+  elif args.get("small"):
     c.model.backend_filters, c.model.backend_units = 64, 200
   if "steps" in args:
     c.train.steps = args["steps"]
@@ -132,8 +135,6 @@ def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) 
     c.data.train_size = args["train_size"]
   if "dtype" in args:
     c.model.dtype = args["dtype"]
-  if args.get("smoke"):
-    apply_smoke(c)
   return c
 
 

@@ -1,0 +1,139 @@
+"""The one facade over Orbax: save, resume, keep-best, and loading a run for inference.
+
+Layout of a workdir::
+
+  config.json        the run's full config        tags.json   the model's output tags, in order
+  checkpoints/<step>/{state, data_iter, host}     latest ``train.keep`` steps (async saves)
+  best/<step>/{state, host}                       the best-by-validation step, kept apart
+
+``state`` is the train-state pytree of ``jaxtag.step`` (params, BatchNorm stats, dropout RNG, Adam moments,
+step); ``data_iter`` the grain iterator position (one JSON per process); ``host`` the host-side schedule
+(learning rate, plateau counters, best score). Orbax writes each step into a temporary directory and renames
+it when complete, so a process killed at any moment leaves only whole checkpoints behind (the half-written
+temporary one is ignored and cleaned up on the next start).
+"""
+from __future__ import annotations
+
+import json
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
+from flax import nnx
+
+from jaxtag import step as step_lib
+
+
+def _manager(path, keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(epath.Path(path), options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True))
+
+
+def abstract(tree):
+  """Shape/dtype/sharding skeleton of ``tree``: restores land on the *current* mesh (orbax#648)."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpoints:
+  """Latest-N checkpoints with the data iterator, plus the best-by-validation one."""
+
+  def __init__(self, workdir: str, keep: int):
+    workdir = epath.Path(workdir)
+    self.latest = _manager(workdir / "checkpoints", keep)
+    self.best = _manager(workdir / "best", 1)
+
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
+
+  def save(self, step: int, state, data_iter, host: dict) -> None:
+    self.latest.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data_iter=grain.checkpoint.CheckpointSave(data_iter),
+        host=ocp.args.JsonSave(host)))
+
+  def save_best(self, step: int, state, host: dict) -> None:
+    self.best.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(host)))
+
+  def restore_latest(self, state_like, data_iter):
+    """Restores the newest step into ``data_iter`` (in place) and returns ``(step, state, host)``."""
+    step = self.latest.latest_step()
+    out = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract(state_like)), data_iter=grain.checkpoint.CheckpointRestore(data_iter),
+        host=ocp.args.JsonRestore()))
+    return step, out["state"], dict(out["host"])
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()
+
+
+def write_run_info(workdir: str, config: ml_collections.ConfigDict, tags: list[str]) -> None:
+  """``config.json`` and ``tags.json``: everything needed to rebuild the model for inference."""
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  (workdir / "tags.json").write_text(json.dumps(list(tags), indent=1))
+
+
+def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:
+  workdir = epath.Path(workdir)
+  if not (workdir / "config.json").exists():
+    raise FileNotFoundError(f"{workdir} has no config.json: not a jaxtag run directory")
+  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+  return config, json.loads((workdir / "tags.json").read_text())
+
+
+def new_model(config, n_tags: int, seed: int = 0):
+  """The config's model with fresh parameters (the one place that seeds a model's RNG streams)."""
+  from jaxtag.models import registry
+  return registry.build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
+                              rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+
+
+def save_inference_checkpoint(workdir: str, config, model, tags: list[str], step: int = 0) -> None:
+  """Writes a model that was not trained here (e.g. imported musicnn weights) as a normal jaxtag run."""
+  write_run_info(workdir, config, tags)
+  _, params, rest = step_lib.split_model(model)
+  state = step_lib.init_state(params, rest, step_lib.optimizer())
+  mngr = Checkpoints(workdir, keep=1)
+  mngr.best.save(step, force=True, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), host=ocp.args.JsonSave({"imported": True})))
+  mngr.wait()
+  mngr.close()
+
+
+def load_for_inference(workdir: str, which: str | int = "best"):
+  """``(config, tags, model, step)`` of a run: ``which`` is ``best``, ``latest`` or a step number.
+
+  ``best`` falls back to ``latest`` for a run that has not validated yet. The model is in eval mode use
+  (call it with ``train=False``).
+  """
+  config, tags = read_run_info(workdir)
+  ckpts = Checkpoints(workdir, keep=max(int(config.train.keep), 1))
+  try:
+    if which == "best" and ckpts.best.latest_step() is not None:
+      mngr, step = ckpts.best, ckpts.best.latest_step()
+    elif which in ("best", "latest"):
+      mngr, step = ckpts.latest, ckpts.latest.latest_step()
+    else:
+      step = int(which)
+      mngr = ckpts.best if step in ckpts.best.all_steps() else ckpts.latest
+    if step is None:
+      raise FileNotFoundError(f"{workdir} holds no checkpoint")
+    if step not in mngr.all_steps():
+      raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have "
+                              f"{sorted(set(ckpts.latest.all_steps()) | set(ckpts.best.all_steps()))}")
+    model = new_model(config, len(tags))
+    graphdef, params, rest = step_lib.split_model(model)
+    state_like = step_lib.init_state(params, rest, step_lib.optimizer())
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state_like))))
+  finally:
+    ckpts.close()
+  model = nnx.merge(graphdef, out["state"]["params"], out["state"]["rest"])
+  return config, tags, model, int(step)

@@ -1,0 +1,76 @@
+"""Chunk-level inference over a split on the device mesh: the one path that validation, ``evaluate`` and
+analyses share.
+
+Every process feeds its own shard of songs (the data layer's eval pipeline); a process that runs out of
+chunks keeps feeding all-padding batches until every process is done, so the collective jitted step stays
+in lock-step across hosts. Logits come back replicated, so each process sees every chunk's result.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from jaxtag import sharding
+from jaxtag import step as step_lib
+
+
+def make_eval_fn(graphdef, mesh):
+  """Jitted ``(params, rest, audio, song) -> (logits, song)``, batch in along ``data``, results replicated."""
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  fn = functools.partial(step_lib.eval_logits, graphdef=graphdef)
+  return jax.jit(lambda p, r, audio, song: (fn(p, r, audio), song),
+                 in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
+
+
+def _all_done(done: bool) -> bool:
+  if jax.process_count() == 1:
+    return done
+  from jax.experimental import multihost_utils
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(done))))
+
+
+def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int, mesh):
+  """All non-overlapping chunks of ``songs``: ``(chunk_logits (C, T), chunk_song (C,), stats)``."""
+  from jaxtag.data import pipeline
+  local = sharding.local_batch_size(global_batch, mesh)
+  batches = pipeline.eval_batches(data_cfg, songs, batch=local, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+  it = iter(batches)
+  logits_out, song_out = [], []
+  pad = None
+  while True:
+    batch = next(it, None)
+    if _all_done(batch is None):
+      break
+    if batch is None:
+      batch = pad
+    elif pad is None:
+      pad = {"audio": np.zeros_like(batch["audio"]), "song": np.full_like(batch["song"], -1)}
+    if batch is None:   # this process had no chunk at all: build the padding from the chunk length
+      n = int(round(data_cfg.chunk_seconds * data_cfg.sample_rate))
+      batch = pad = {"audio": np.zeros((local, n), np.float32), "song": np.full((local,), -1, np.int32)}
+    g = sharding.to_global({"audio": batch["audio"], "song": batch["song"].astype(np.int32)}, mesh)
+    logits, song = eval_fn(params, rest, g["audio"], g["song"])
+    logits_out.append(logits)
+    song_out.append(song)
+  if not logits_out:
+    return np.zeros((0, 0), np.float32), np.zeros((0,), np.int32), getattr(batches, "stats", {})
+  logits = np.concatenate([np.asarray(x) for x in logits_out])
+  song = np.concatenate([np.asarray(x) for x in song_out])
+  keep = song >= 0
+  return logits[keep], song[keep], dict(getattr(batches, "stats", {}) or {})
+
+
+def predict_chunks(model, config, songs, *, batch: int = 0, mesh=None):
+  """Convenience for tools: ``(chunk_logits, chunk_song)`` of an NNX model on all local devices."""
+  mesh = mesh or sharding.make_mesh()
+  graphdef, params, rest = step_lib.split_model(model)
+  repl = sharding.replicated(mesh)
+  params, rest = jax.device_put((params, rest), repl)
+  batch = batch or int(config.eval.batch_size)
+  batch = -(-batch // mesh.devices.size) * mesh.devices.size
+  logits, song, _ = predict_on_mesh(make_eval_fn(graphdef, mesh), params, rest, config.data, songs,
+                                    global_batch=batch, mesh=mesh)
+  return logits, song

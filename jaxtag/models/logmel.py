@@ -1,0 +1,108 @@
+"""Log-mel spectrogram on the device, equal to librosa >= 0.9 (and to musicnn's preprocessing).
+
+``librosa.feature.melspectrogram(y, sr, n_fft, hop_length, n_mels)`` with its defaults: centred frames
+(zero padding of n_fft // 2 on both sides, librosa >= 0.9's ``pad_mode='constant'``), periodic Hann
+window, power 2, Slaney mel scale with Slaney area normalisation; then ``log10(scale * x + 1)``.
+The filterbank is a NumPy constant built from static config, so the module has no state and jit folds
+it in; its matmul runs at HIGHEST precision so TPU/GPU do not round the mel power to bfloat16.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
+_MIN_LOG_MEL, _LOGSTEP = _MIN_LOG_HZ / _F_SP, np.log(6.4) / 27.0
+
+
+def hz_to_mel(f):
+  """Slaney mel scale (librosa ``htk=False``): linear below 1 kHz, logarithmic above."""
+  f = np.asarray(f, dtype=np.float64)
+  log_part = _MIN_LOG_MEL + np.log(np.maximum(f, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP
+  return np.where(f >= _MIN_LOG_HZ, log_part, f / _F_SP)
+
+
+def mel_to_hz(m):
+  m = np.asarray(m, dtype=np.float64)
+  return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+  """``(n_fft // 2 + 1, n_mels)`` float32 Slaney filterbank with area normalisation (librosa's default)."""
+  fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+  edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+  widths = np.diff(edges)
+  ramps = edges[:, None] - fft_freqs[None, :]
+  rising = -ramps[:-2] / widths[:-1, None]
+  falling = ramps[2:] / widths[1:, None]
+  weights = np.maximum(0.0, np.minimum(rising, falling))
+  weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+  weights = weights.astype(np.float32).T
+  weights.setflags(write=False)
+  return weights
+
+
+@functools.lru_cache(maxsize=16)
+def _hann(n_fft: int) -> np.ndarray:
+  w = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)   # periodic
+  w.setflags(write=False)
+  return w
+
+
+def num_frames(samples: int, hop: int) -> int:
+  """Frames of a centred STFT: ``1 + samples // hop`` (48,000 samples, hop 256 -> 188)."""
+  return 1 + samples // hop
+
+
+@dataclasses.dataclass(frozen=True)
+class LogMelConfig:
+  """Static log-mel settings (hashable, so a module can hold it without becoming pytree state)."""
+  sample_rate: int = 16000
+  n_fft: int = 512
+  hop: int = 256
+  n_mels: int = 96
+  fmin: float = 0.0
+  fmax: float = 8000.0
+  log_scale: float = 10000.0
+  musicnn_compat: bool = False
+
+  @classmethod
+  def from_config(cls, logmel_cfg, sample_rate: int) -> "LogMelConfig":
+    return cls(int(sample_rate), int(logmel_cfg.n_fft), int(logmel_cfg.hop), int(logmel_cfg.n_mels),
+               float(logmel_cfg.fmin), float(logmel_cfg.fmax), float(logmel_cfg.log_scale),
+               bool(logmel_cfg.musicnn_compat))
+
+
+def stft_power(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
+  """``(batch, samples)`` -> centred, periodic-Hann power spectrogram ``(batch, frames, n_fft//2+1)``."""
+  wave = wave.astype(jnp.float32)
+  half = cfg.n_fft // 2
+  padded = jnp.pad(wave, ((0, 0), (half, half)))
+  frames = num_frames(wave.shape[-1], cfg.hop)
+  index = np.arange(frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
+  spec = jnp.fft.rfft(padded[:, index] * _hann(cfg.n_fft), axis=-1)
+  return jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+
+
+def mel_power(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
+  """``(batch, samples)`` -> mel power ``(batch, frames, n_mels)`` float32."""
+  fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+  return jnp.einsum("btf,fm->btm", stft_power(wave, cfg), fb, precision=jax.lax.Precision.HIGHEST)
+
+
+def log_compress(mel: jax.Array, cfg: LogMelConfig) -> jax.Array:
+  """``log10(scale * x + 1)``; with ``musicnn_compat`` the power is first rounded to float16 and back,
+  as musicnn's ``.astype(np.float16)`` does (tiny powers flush to 0, large ones lose mantissa)."""
+  if cfg.musicnn_compat:
+    mel = mel.astype(jnp.float16).astype(jnp.float32)
+  return jnp.log10(cfg.log_scale * mel + 1.0)
+
+
+def logmel(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
+  """``(batch, samples)`` float waveform -> ``(batch, frames, n_mels)`` float32 log-mel."""
+  return log_compress(mel_power(wave, cfg), cfg)

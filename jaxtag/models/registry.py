@@ -1,0 +1,49 @@
+"""``config.model.name`` -> model. Every model maps ``(batch, samples)`` 16-kHz audio to logits.
+
+``build_model(config.model, n_tags, sample_rate=16000, rngs=nnx.Rngs(params=0, dropout=1))``. The
+model keeps ``rngs`` for its dropout, so the dropout RNG state is part of ``nnx.state(model)``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from flax import nnx
+
+from jaxtag.models.backend import Backend
+from jaxtag.models.layers import Hyper
+from jaxtag.models.logmel import LogMelConfig
+from jaxtag.models.spectrogram import SpectrogramFrontend
+from jaxtag.models.tagger import Tagger
+from jaxtag.models.waveform import WaveformFrontend
+
+
+def _backend(model_cfg, hp: Hyper, in_channels: int, n_tags: int, rngs: nnx.Rngs) -> Backend:
+  return Backend(hp, in_channels, n_tags, filters=int(model_cfg.backend_filters),
+                 units=int(model_cfg.backend_units), dropout=float(model_cfg.dropout),
+                 scalar_bn_quirk=bool(model_cfg.scalar_bn_quirk), rngs=rngs)
+
+
+def _waveform(model_cfg, n_tags, sample_rate, hp, rngs):
+  front = WaveformFrontend(hp, width=int(model_cfg.waveform_width), layers=int(model_cfg.waveform_layers),
+                           rngs=rngs)
+  return Tagger(front, _backend(model_cfg, hp, front.out_channels, n_tags, rngs))
+
+
+def _spectrogram(model_cfg, n_tags, sample_rate, hp, rngs):
+  mel = LogMelConfig.from_config(model_cfg.logmel, sample_rate)
+  front = SpectrogramFrontend(hp, mel, k=int(model_cfg.spectrogram_k), rngs=rngs)
+  return Tagger(front, _backend(model_cfg, hp, front.out_channels, n_tags, rngs))
+
+
+_BUILDERS: dict[str, Callable] = {
+    "waveform": _waveform,
+    "spectrogram": _spectrogram,
+}
+MODELS = tuple(_BUILDERS)
+
+
+def build_model(model_cfg, n_tags: int, *, sample_rate: int, rngs: nnx.Rngs) -> nnx.Module:
+  """Builds ``model_cfg.name`` with its hyper-parameters; unknown names raise and list the valid ones."""
+  if model_cfg.name not in _BUILDERS:
+    raise ValueError(f"unknown model {model_cfg.name!r}; valid names: {', '.join(MODELS)}")
+  return _BUILDERS[model_cfg.name](model_cfg, int(n_tags), int(sample_rate), Hyper.from_config(model_cfg), rngs)

@@ -1,0 +1,45 @@
+"""Sample-level waveform front-end (Lee et al. 2017, as Pons et al. 2018's ``wave_frontend`` has it).
+
+Layer 0 is a conv of 3 taps with stride 3 and no pooling; every further layer is a 3-tap conv followed by
+max-pool 3/3. Every conv is 'valid' and followed by ReLU then BN. The total hop is 3^layers samples
+(2,187 for 7 layers, about 137 ms at 16 kHz); the 9-layer variant needs inputs of ~15 s.
+"""
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from jaxtag.models.layers import ConvReluBN, Hyper, max_pool_time
+
+# Filters per layer at width 1 (README of the authors' code; the 9-layer variant of the Pandora runs).
+FILTERS = {7: (64, 64, 64, 128, 128, 128, 256),
+           9: (64, 64, 64, 128, 128, 128, 128, 128, 256)}
+
+
+def output_frames(samples: int, layers: int) -> int:
+  """Frames out of the front-end: 48,000 samples -> 20 (7 layers); 240,000 -> 108 (7) or 11 (9)."""
+  t = (samples - 3) // 3 + 1
+  for _ in range(layers - 1):
+    t = (t - 2) // 3
+  return t
+
+
+class WaveformFrontend(nnx.Module):
+  """``(batch, samples)`` waveform -> ``(batch, frames, out_channels)`` features."""
+
+  def __init__(self, hp: Hyper, *, width: int, layers: int, rngs: nnx.Rngs):
+    if layers not in FILTERS:
+      raise ValueError(f"model.waveform_layers must be one of {sorted(FILTERS)}, got {layers}")
+    filters = [f * int(width) for f in FILTERS[layers]]
+    ins = [1] + filters[:-1]
+    self.blocks = nnx.List([ConvReluBN(hp, i, o, (3,), strides=3 if n == 0 else 1, rngs=rngs)
+                            for n, (i, o) in enumerate(zip(ins, filters))])
+    self.out_channels = filters[-1]
+
+  def __call__(self, wave: jax.Array, train: bool) -> jax.Array:
+    x = wave[..., None]
+    for n, block in enumerate(self.blocks):
+      x = block(x, train)
+      if n > 0:
+        x = max_pool_time(x, 3)
+    return x

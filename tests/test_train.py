@@ -1,0 +1,165 @@
+"""The training system end to end: jaxtag.main on the smoke config, exact resume after kill -9, SIGTERM,
+the NaN guard, and data-parallel equivalence of 1 and 8 devices."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from jaxtag import checkpoint, metrics, sharding
+from jaxtag import step as step_lib
+
+TINY = ["--config.data.generated_n=32", "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1",
+        "--config.train.global_batch_size=16", "--config.eval.batch_size=16", "--config.eval.max_songs=6",
+        "--config.train.log_every=2", "--config.train.metrics_every=2"]
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("corpus_cache"))
+
+
+def main_cmd(workdir, cache, *overrides):
+  return [sys.executable, "-m", "jaxtag.main", "--config=configs/smoke.py", f"--workdir={workdir}",
+          f"--config.data.cache_dir={cache}", *TINY, *overrides]
+
+
+def run_main(workdir, cache, *overrides, check=True):
+  proc = subprocess.run(main_cmd(workdir, cache, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  if check and proc.returncode:
+    raise AssertionError(f"jaxtag.main failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def final_state(workdir):
+  """The newest checkpoint's full train state, as numpy (params, BN stats, RNG, Adam moments, step)."""
+  config, tags = checkpoint.read_run_info(workdir)
+  model = checkpoint.new_model(config, len(tags))
+  _, params, rest = step_lib.split_model(model)
+  like = step_lib.init_state(params, rest, step_lib.optimizer())
+  ckpts = checkpoint.Checkpoints(workdir, keep=3)
+  import grain  # noqa: F401  (the data iterator item is not restored here)
+  import orbax.checkpoint as ocp
+  step = ckpts.latest_step()
+  out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(checkpoint.abstract(like))))
+  ckpts.close()
+  leaves = [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+            for x in jax.tree.leaves(out["state"])]
+  return step, leaves
+
+
+def wait_for(predicate, proc, timeout=300):
+  t0 = time.time()
+  while not predicate():
+    if proc.poll() is not None:
+      raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+    if time.time() - t0 > timeout:
+      raise AssertionError("timed out")
+    time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, corpus_cache):
+  """An uninterrupted run of 2N = 12 steps with validation every 6 (also the end-to-end test)."""
+  workdir = tmp_path_factory.mktemp("full")
+  run_main(workdir, corpus_cache, "--config.train.steps=12", "--config.train.checkpoint_every=6",
+           "--config.train.eval_every=6")
+  return workdir
+
+
+def test_end_to_end_smoke_run(full_run):
+  records = metrics.read_jsonl(full_run / "metrics.jsonl")
+  losses = [r["loss"] for r in records if "loss" in r]
+  assert len(losses) == 6 and losses[-1] < losses[0], losses
+  vals = [r for r in records if "val/roc_auc" in r]
+  assert [r["step"] for r in vals] == [6, 12]
+  assert all(0.0 <= r["val/roc_auc"] <= 1.0 and 0.0 < r["val/pr_auc"] <= 1.0 for r in vals)
+  assert sorted(int(p.name) for p in (full_run / "checkpoints").iterdir() if p.name.isdigit()) == [6, 12]
+  assert any(p.name.isdigit() for p in (full_run / "best").iterdir())
+  assert (full_run / "config.json").exists() and (full_run / "tensorboard").is_dir()
+  assert any(r.get("chunks_per_s", 0) > 0 for r in records)
+
+
+def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
+  workdir = tmp_path / "killed"
+  args = ["--config.train.steps=12", "--config.train.checkpoint_every=6", "--config.train.eval_every=6"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args, "--config.train.stall_at=6"), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    wait_for(lambda: (workdir / "checkpoints" / "6").is_dir(), proc)
+    time.sleep(0.5)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  resumed = run_main(workdir, corpus_cache, *args, "--config.train.stall_at=6")
+  assert "resumed from" in resumed.stderr and "checkpoints/6" in resumed.stderr
+  step_a, leaves_a = final_state(full_run)
+  step_b, leaves_b = final_state(workdir)
+  assert step_a == step_b == 12
+  assert len(leaves_a) == len(leaves_b)
+  for a, b in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
+  workdir = tmp_path / "term"
+  args = ["--config.train.steps=400", "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  wait_for(lambda: (workdir / "metrics.jsonl").exists() and (workdir / "metrics.jsonl").stat().st_size > 0, proc)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert len(saved) == 1 and 0 < saved[0] < 400
+  assert f"saved step {saved[0]}" in err
+  again = run_main(workdir, corpus_cache, f"--config.train.steps={saved[0] + 2}",
+                   "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000")
+  assert f"checkpoints/{saved[0]}" in again.stderr
+  assert final_state(workdir)[0] == saved[0] + 2
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, corpus_cache):
+  workdir = tmp_path / "nan"
+  proc = run_main(workdir, corpus_cache, "--config.train.steps=12", "--config.train.checkpoint_every=4",
+                  "--config.train.eval_every=100", "--config.train.inject_nan_at=5", check=False)
+  assert proc.returncode != 0
+  assert "NaN guard: non-finite loss" in proc.stderr and "at step 6" in proc.stderr
+  step, leaves = final_state(workdir)
+  assert step == 4
+  assert all(np.isfinite(x).all() for x in leaves if x.dtype.kind == "f")
+
+
+def test_one_and_eight_devices_agree():
+  """The same global batch on a 1-device and an 8-device mesh: same loss and gradients (float tolerance)."""
+  from configs import smoke
+  config = smoke.get_config()
+  model = checkpoint.new_model(config, 12)
+  graphdef, params, rest = step_lib.split_model(model)
+  state = step_lib.init_state(params, rest, step_lib.optimizer())
+  rng = np.random.default_rng(0)
+  n = int(config.data.chunk_seconds * config.data.sample_rate)
+  batch = {"audio": (0.3 * rng.standard_normal((16, n))).astype(np.float32),
+           "targets": (rng.random((16, 12)) < 0.3).astype(np.float32)}
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = sharding.make_mesh(devices)
+    fn = jax.jit(lambda s, b: step_lib.loss_and_grads(s, b, graphdef=graphdef, loss_kind="bce", l2=1e-5),
+                 in_shardings=(sharding.replicated(mesh), sharding.data_sharded(mesh)),
+                 out_shardings=sharding.replicated(mesh))
+    (total, (loss, new_rest)), grads = fn(jax.device_put(state, sharding.replicated(mesh)),
+                                          jax.device_put(batch, sharding.data_sharded(mesh)))
+    results.append((float(loss), jax.tree.map(np.asarray, grads), jax.tree.map(np.asarray, new_rest)))
+  assert len(jax.devices()) == 8
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(results[0][2]), jax.tree.leaves(results[1][2])):   # BN running stats
+    if a.dtype.kind == "f":
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
