@@ -15,23 +15,10 @@ import numpy as np
 from scipy import fft as sfft
 
 from jaxtag import report
+from jaxtag.models.logmel import mel_filterbank
 
 N_FFT, HOP, N_MELS, N_MFCC = 512, 256, 40, 20
 BPM_EDGES = (40, 60, 80, 100, 120, 140, 170, 200, 240)   # tempo bins for the onset autocorrelation
-
-
-def _mel_matrix(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-  """Slaney-scale, area-normalised triangular filters (librosa's default), (n_mels, n_fft//2+1)."""
-  f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
-  to_mel = lambda f: np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz)
-                              / logstep, f / f_sp)   # noqa: E731
-  to_hz = lambda m: np.where(m >= min_log_hz / f_sp, min_log_hz * np.exp(logstep * (m - min_log_hz / f_sp)),
-                             f_sp * m)   # noqa: E731
-  edges = to_hz(np.linspace(0.0, to_mel(np.float64(sr / 2)), n_mels + 2))
-  ramps = edges[:, None] - np.fft.rfftfreq(n_fft, 1.0 / sr)[None, :]
-  fdiff = np.diff(edges)
-  w = np.maximum(0, np.minimum(-ramps[:-2] / fdiff[:-1, None], ramps[2:] / fdiff[1:, None]))
-  return w * (2.0 / (edges[2:] - edges[:-2]))[:, None]
 
 
 def _stats(x: np.ndarray) -> list[np.ndarray]:
@@ -39,14 +26,14 @@ def _stats(x: np.ndarray) -> list[np.ndarray]:
 
 
 def features(wave: np.ndarray, sr: int) -> np.ndarray:
-  """One fixed-length vector per song (197 values): the kind of features a per-tag GBT baseline is fed."""
+  """One fixed-length vector per song (164 values): the kind of features a per-tag GBT baseline is fed."""
   wave = np.asarray(wave, np.float32)
   if len(wave) < N_FFT:
     wave = np.pad(wave, (0, N_FFT - len(wave)))
   frames = np.lib.stride_tricks.sliding_window_view(wave, N_FFT)[::HOP]
   power = np.abs(np.fft.rfft(frames * np.hanning(N_FFT), axis=1)) ** 2 + 1e-12       # (F, 257)
   freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)
-  log_mel = 10 * np.log10(power @ _mel_matrix(sr, N_FFT, N_MELS).T + 1e-10)          # (F, 40) dB
+  log_mel = 10 * np.log10(power @ mel_filterbank(sr, N_FFT, N_MELS, 0.0, sr / 2) + 1e-10)   # (F, 40) dB
   mfcc = sfft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
   total = power.sum(axis=1)
   centroid = power @ freqs / total
