@@ -17,12 +17,17 @@ from absl import app, flags, logging
 
 from jaxtag import report, scoring
 
-flags.DEFINE_string("workdir", None, "Run directory (holds config.json, tags.json and checkpoints).")
-flags.DEFINE_string("split", "test", "Split to evaluate: train | valid | test.")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
-flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).")
-flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("workdir", None, "Run directory (holds config.json, tags.json and checkpoints).")
+  flags.DEFINE_string("split", "test", "Split to evaluate: train | valid | test.")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
+  flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).")
+  flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -122,4 +127,5 @@ def main(argv):
 
 
 if __name__ == "__main__":   # required: grain workers re-import __main__
+  define_flags()
   app.run(main)

@@ -19,13 +19,18 @@ from absl import app, flags
 
 from jaxtag import scoring
 
-flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_integer("top", 10, "Tags printed per file.")
-flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
-flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
-flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
-flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_integer("top", 10, "Tags printed per file.")
+  flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
+  flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
+  flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
+  flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -150,4 +155,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
