@@ -48,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.chunk_seconds = 3.0            # 3 s for MTT/MSD, 15 s for the private-style configs
   d.chunks_per_song = 1            # random chunks per song per epoch (the authors sample 1)
   d.short_policy = "pad"           # pad | skip: songs shorter than one chunk
+  d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = 2                # grain worker processes (pinned: the iterator state depends on it)
   d.worker_buffer_size = 2
   d.read_threads = 4

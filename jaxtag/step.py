@@ -56,13 +56,13 @@ def data_loss(logits, targets, kind: str) -> jax.Array:
 
 def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float):
   """``((total_loss, (data_loss, new_rest)), grads)`` on a global batch (BatchNorm in training mode)."""
-  def loss_fn(params):
-    model = nnx.merge(graphdef, params, state["rest"])
+  def loss_fn(params, rest):   # rest is an argument so its Variables live at this trace level
+    model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
     logits = model(batch["audio"], train=True)
     loss = data_loss(logits, batch["targets"], loss_kind)
     return loss + l2 * l2_penalty(params), (loss, split_model(model)[2])
 
-  return jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  return jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"])
 
 
 def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float):
@@ -83,5 +83,5 @@ def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2
 
 def eval_logits(params, rest, audio, *, graphdef):
   """Inference logits (BatchNorm running statistics, no dropout) as float32."""
-  model = nnx.merge(graphdef, params, rest)
+  model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
   return model(audio, train=False).astype(jnp.float32)

@@ -12,6 +12,7 @@ from flax import nnx
 from jaxtag.models.backend import Backend
 from jaxtag.models.layers import Hyper
 from jaxtag.models.logmel import LogMelConfig
+from jaxtag.models.musicnn import Musicnn, MusicnnVGG
 from jaxtag.models.spectrogram import SpectrogramFrontend
 from jaxtag.models.tagger import Tagger
 from jaxtag.models.waveform import WaveformFrontend
@@ -35,9 +36,25 @@ def _spectrogram(model_cfg, n_tags, sample_rate, hp, rngs):
   return Tagger(front, _backend(model_cfg, hp, front.out_channels, n_tags, rngs))
 
 
+def _musicnn(model_cfg, n_tags, sample_rate, hp, rngs):
+  """Mid-end filters and dense units come from ``backend_filters``/``backend_units``: 64/200 (``small``)
+  is MTT/MSD_musicnn, 512/500 is MSD_musicnn_big."""
+  return Musicnn(hp, LogMelConfig.from_config(model_cfg.logmel, sample_rate), n_tags,
+                 midend_filters=int(model_cfg.backend_filters), units=int(model_cfg.backend_units),
+                 dropout=float(model_cfg.dropout), rngs=rngs)
+
+
+def _musicnn_vgg(model_cfg, n_tags, sample_rate, hp, rngs):
+  """128 filters at ``width=1`` (MTT/MSD_vgg)."""
+  return MusicnnVGG(hp, LogMelConfig.from_config(model_cfg.logmel, sample_rate), n_tags,
+                    filters=max(1, round(128 * float(model_cfg.width))), rngs=rngs)
+
+
 _BUILDERS: dict[str, Callable] = {
     "waveform": _waveform,
     "spectrogram": _spectrogram,
+    "musicnn": _musicnn,
+    "musicnn_vgg": _musicnn_vgg,
 }
 MODELS = tuple(_BUILDERS)
 

@@ -1,0 +1,119 @@
+"""One index form for every dataset: ``Song`` rows and a ``SongIndex``, built without opening any audio.
+
+Corpora hold 25k-1M files, so the index is built from label files alone; decode problems are found and
+counted later, by the loader workers. ``load_songs(data_cfg)`` dispatches on ``data_cfg.dataset``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from jaxtag.data import manifest as manifest_lib
+
+DATASETS = ("generated", "mtt", "msd", "manifest")
+SHORT_POLICIES = ("pad", "skip")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Song:
+  id: str
+  path: str
+  targets: np.ndarray          # float32 (n_tags,): binary tags or graded values in [0, 1]
+  split: str                   # train | valid | test
+  artist: str | None = None
+
+
+@dataclasses.dataclass
+class SongIndex:
+  """All songs of a dataset with their tags; ``excluded`` counts rows dropped at index time, by cause."""
+  tags: list[str]
+  songs: list[Song]
+  graded: bool = False
+  excluded: dict[str, int] = dataclasses.field(default_factory=dict)
+  train_pool: int = 0          # train songs before the ``train_size`` subset
+
+  def split(self, name: str) -> list[Song]:
+    if name not in manifest_lib.SPLITS:
+      raise ValueError(f"unknown split {name!r}; valid: {list(manifest_lib.SPLITS)}")
+    return [s for s in self.songs if s.split == name]
+
+  def counts(self) -> dict[str, int]:
+    return {name: sum(s.split == name for s in self.songs) for name in manifest_lib.SPLITS}
+
+
+def validate(data_cfg) -> None:
+  """Fails at start, naming the valid choices or the key to set, instead of deep inside a worker."""
+  if data_cfg.dataset not in DATASETS:
+    raise ValueError(f"unknown data.dataset {data_cfg.dataset!r}; valid: {list(DATASETS)}")
+  if data_cfg.short_policy not in SHORT_POLICIES:
+    raise ValueError(f"unknown data.short_policy {data_cfg.short_policy!r}; valid: {list(SHORT_POLICIES)}")
+  need = {"mtt": ("annotations",), "manifest": ("manifest",)}.get(data_cfg.dataset, ())
+  for key in need:
+    if not getattr(data_cfg, key):
+      raise ValueError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
+  if data_cfg.dataset == "msd" and not any(data_cfg.labels.values()):
+    raise ValueError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
+  if data_cfg.dataset == "mtt" and data_cfg.mtt_split == "clean" and not data_cfg.split_lists:
+    raise ValueError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
+  if data_cfg.chunk_seconds <= 0 or data_cfg.chunks_per_song < 1:
+    raise ValueError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
+
+
+def read_tags_file(path: str) -> list[str]:
+  with open(path) as f:
+    return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+
+def packaged_tags(name: str) -> list[str]:
+  """Tag lists shipped in the package (``jaxtag/data/tags/<name>.txt``), in model-output order."""
+  return read_tags_file(os.path.join(os.path.dirname(__file__), "tags", f"{name}.txt"))
+
+
+def subset_train(index: SongIndex, train_size: int) -> SongIndex:
+  """Keeps ``train_size`` train songs, chosen by a stable hash of the id: deterministic, independent of the
+  row order, and nested (the 100k subset lies inside the 500k one), while valid and test stay fixed."""
+  train = index.split("train")
+  index.train_pool = len(train)
+  if train_size <= 0 or train_size == len(train):
+    return index
+  if train_size > len(train):
+    raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
+  keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib._stable_hash("train_size", s.id))[:train_size]}
+  index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
+  return index
+
+
+def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, use_artist_split: bool,
+                  seed: int = 0) -> SongIndex:
+  rows = manifest_lib.read_rows(path)
+  tags = tags or manifest_lib.tag_list(rows)
+  y = manifest_lib.targets_matrix(rows, tags, graded, path)
+  splits = manifest_lib.resolve_splits(rows, use_artist_split, seed, path)
+  base = root or os.path.dirname(os.path.abspath(path))
+  songs = [Song(id=str(r.get("id", i)), path=os.path.join(base, r["path"]), targets=y[i], split=splits[i],
+                artist=r.get("artist")) for i, r in enumerate(rows)]
+  return SongIndex(tags=list(tags), songs=songs, graded=graded)
+
+
+def load_songs(data_cfg) -> SongIndex:
+  """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use)."""
+  validate(data_cfg)
+  tags = read_tags_file(data_cfg.tags_file) if data_cfg.tags_file else None
+  graded = bool(data_cfg.get("graded", False))
+  if data_cfg.dataset == "generated":
+    from jaxtag.data import generate
+    path = generate.ensure_corpus(data_cfg.generated_n, data_cfg.generated_seed, data_cfg.generated_clip_seconds,
+                                  data_cfg.generated_format, data_cfg.cache_dir)
+    index = from_manifest(path, "", tags or list(generate.TAGS), graded, False)
+  elif data_cfg.dataset == "manifest":
+    index = from_manifest(data_cfg.manifest, data_cfg.root, tags, graded, data_cfg.artist_split)
+  elif data_cfg.dataset == "mtt":
+    from jaxtag.data import mtt
+    index = mtt.load(data_cfg.annotations, data_cfg.root, data_cfg.mtt_split, data_cfg.split_lists,
+                     tags or packaged_tags("mtt_top50"))
+  else:
+    from jaxtag.data import msd
+    index = msd.load(dict(data_cfg.labels), data_cfg.root, data_cfg.audio_pattern, tags or packaged_tags("msd_top50"))
+  return subset_train(index, data_cfg.train_size)

@@ -1,0 +1,176 @@
+"""Grain pipelines of waveform chunks: an infinite, resumable train stream and finite eval batches.
+
+Train: ``MapDataset.range(songs * chunks_per_song).seed(seed).shuffle().repeat()`` (a new order each
+epoch), a random map that decodes the song and cuts one random chunk, ``batch``, then ``mp_prefetch``
+workers. All randomness comes from grain's per-element RNG, so an element is a pure function of (seed,
+position): the iterator state is a position, and a restored iterator yields bit-identical batches.
+A bad song is replaced by another song drawn from that same RNG and counted in ``bad``.
+
+Eval: every song of this process's share (``p::process_count``), all non-overlapping chunks, re-batched
+in the main process to a fixed batch with ``song = -1`` padding rows.
+
+Audio comes from a ``SongReader`` (song index -> decoded audio): the seam where a reader of packed
+ArrayRecord shards slots in and yields identical chunks for identical seeds. Workers stay numpy-only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import grain
+from absl import logging
+
+from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
+
+MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
+
+
+class SongReader:
+  """Song i -> float32 mono audio of at least one chunk (``short_policy`` pad) or DecodeError.
+
+  Known-bad paths are remembered per process so a broken file is decoded (and logged) once per worker,
+  while every skip is still counted. ``__repr__`` is stable (no addresses): grain may record it in state.
+  """
+
+  def __init__(self, paths: list[str], sample_rate: int, chunk_len: int, short_policy: str):
+    self.paths, self.sample_rate, self.chunk_len, self.short_policy = list(paths), sample_rate, chunk_len, short_policy
+    self._bad: dict[int, DecodeError] = {}
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __repr__(self) -> str:
+    return f"SongReader(n={len(self.paths)}, sample_rate={self.sample_rate}, chunk_len={self.chunk_len})"
+
+  def read(self, i: int) -> np.ndarray:
+    if i in self._bad:
+      raise self._bad[i]
+    try:
+      audio = load_audio(self.paths[i], self.sample_rate)
+      if len(audio) < self.chunk_len:
+        if self.short_policy == "skip":
+          raise DecodeError("too_short", self.paths[i], f"{len(audio)} < {self.chunk_len} samples")
+        audio = np.pad(audio, (0, self.chunk_len - len(audio)))
+      return audio
+    except DecodeError as e:
+      self._bad[i] = e
+      logging.warning("skipping bad audio (%s): %s %s", e.reason, e.path, e.detail)
+      raise
+
+
+class _RandomChunk(grain.transforms.RandomMap):
+  """Shuffled position -> one random chunk of its song (or of a deterministic replacement if bad)."""
+
+  def __init__(self, reader: SongReader, targets: np.ndarray, chunks_per_song: int):
+    self.reader, self.targets, self.chunks_per_song = reader, targets, chunks_per_song
+
+  def random_map(self, element: int, rng: np.random.Generator) -> dict:
+    song = int(element) // self.chunks_per_song
+    bad = np.zeros(len(BAD_REASONS), np.int32)
+    for _ in range(MAX_REPLACEMENTS):
+      try:
+        audio = self.reader.read(song)
+        break
+      except DecodeError as e:
+        bad[BAD_REASONS.index(e.reason)] += 1
+        last, song = e, int(rng.integers(len(self.reader)))
+    else:
+      raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); is the corpus broken?")
+    start = int(rng.integers(len(audio) - self.reader.chunk_len + 1))
+    return {"audio": audio[start:start + self.reader.chunk_len], "targets": self.targets[song], "bad": bad}
+
+
+def chunk_len(data_cfg) -> int:
+  return int(round(data_cfg.chunk_seconds * data_cfg.sample_rate))
+
+
+def _prefetch(ds: grain.IterDataset, data_cfg) -> grain.IterDataset:
+  if data_cfg.num_workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.num_workers,
+                                                     per_worker_buffer_size=data_cfg.worker_buffer_size))
+  return ds
+
+
+def train_dataset(data_cfg, songs, *, local_batch: int, seed: int, process_index: int = 0,
+                  process_count: int = 1) -> grain.IterDataset:
+  """The train IterDataset (see ``train_iterator``); exposed for benchmarks and grain tooling."""
+  shard = songs[process_index::process_count]
+  if not shard:
+    raise ValueError(f"process {process_index} of {process_count} has no train songs (only {len(songs)} in total)")
+  reader = SongReader([s.path for s in shard], data_cfg.sample_rate, chunk_len(data_cfg), data_cfg.short_policy)
+  targets = np.stack([s.targets for s in shard]).astype(np.float32)
+  ds = (grain.MapDataset.range(len(shard) * data_cfg.chunks_per_song).seed(seed).shuffle().repeat(None)
+        .random_map(_RandomChunk(reader, targets, data_cfg.chunks_per_song))
+        .batch(local_batch, drop_remainder=True))
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads, prefetch_buffer_size=2 * local_batch))
+  return _prefetch(ds, data_cfg)
+
+
+def train_iterator(data_cfg, songs, *, local_batch: int, seed: int, process_index: int = 0,
+                   process_count: int = 1) -> grain.DatasetIterator:
+  """Infinite iterator of ``{"audio": (B, S) f32, "targets": (B, T) f32, "bad": (B, len(BAD_REASONS)) i32}``.
+
+  Process p reads only ``songs[p::process_count]``. Checkpoint it with ``grain.checkpoint.CheckpointSave``
+  (or ``get_state``/``set_state``); the state is only valid for the same ``num_workers``, batch and songs.
+  """
+  return iter(train_dataset(data_cfg, songs, local_batch=local_batch, seed=seed, process_index=process_index,
+                            process_count=process_count))
+
+
+class _SongChunks(grain.transforms.Map):
+  """Global song index -> all its non-overlapping chunks (k, S), or no chunks and the bad reason."""
+
+  def __init__(self, reader: SongReader):
+    self.reader = reader
+
+  def map(self, song: int) -> dict:
+    n = self.reader.chunk_len
+    try:
+      audio = self.reader.read(int(song))
+    except DecodeError as e:
+      return {"song": int(song), "chunks": np.zeros((0, n), np.float32), "reason": BAD_REASONS.index(e.reason)}
+    k = len(audio) // n
+    return {"song": int(song), "chunks": audio[:k * n].reshape(k, n), "reason": -1}
+
+
+class EvalBatches:
+  """Finite, deterministic eval batches ``{"audio": (batch, S) f32, "song": (batch,) i32}``.
+
+  ``song`` indexes the ``songs`` list given (global, not per process); -1 marks padding rows of the last
+  batch. Bad songs yield no chunks: after (or during) iteration ``bad_counts`` maps each reason to the
+  number of bad songs seen by this process, ``bad_songs`` lists their indices, ``chunks`` counts the real
+  chunks yielded. Iterating again starts over (and resets the counts).
+  """
+
+  def __init__(self, data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1):
+    self.batch, self.sample_len = batch, chunk_len(data_cfg)
+    reader = SongReader([s.path for s in songs], data_cfg.sample_rate, self.sample_len, data_cfg.short_policy)
+    ds = grain.MapDataset.range(len(songs))[process_index::process_count].map(_SongChunks(reader))
+    self._ds = _prefetch(ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads)), data_cfg)
+    self.bad_counts, self.bad_songs, self.chunks = {}, [], 0
+
+  def __iter__(self):
+    self.bad_counts, self.bad_songs, self.chunks = {r: 0 for r in BAD_REASONS}, [], 0
+    audio = np.zeros((self.batch, self.sample_len), np.float32)
+    song = np.full((self.batch,), -1, np.int32)
+    fill, it = 0, iter(self._ds)
+    try:
+      for item in it:
+        if item["reason"] >= 0:
+          self.bad_counts[BAD_REASONS[item["reason"]]] += 1
+          self.bad_songs.append(item["song"])
+        for chunk in item["chunks"]:
+          audio[fill], song[fill] = chunk, item["song"]
+          fill += 1
+          self.chunks += 1
+          if fill == self.batch:
+            yield {"audio": audio.copy(), "song": song.copy()}
+            fill = 0
+    finally:
+      it.close()   # stop the workers now, not at interpreter exit
+    if fill:
+      audio[fill:], song[fill:] = 0.0, -1
+      yield {"audio": audio, "song": song}
+
+
+def eval_batches(data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1) -> EvalBatches:
+  """See ``EvalBatches``: iterate it for batches, then read its ``bad_counts``."""
+  return EvalBatches(data_cfg, songs, batch=batch, process_index=process_index, process_count=process_count)
