@@ -15,7 +15,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxtag import scoring
 
@@ -65,7 +65,7 @@ class Tagger:
     from flax import nnx
     from jaxtag import checkpoint
     from jaxtag import step as step_lib
-    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
+    self.config, self.tags, model, self.step = checkpoint.load_for_inference(os.path.abspath(workdir), which)
     self.sample_rate = int(self.config.data.sample_rate)
     self.chunk = int(round(self.config.data.chunk_seconds * self.sample_rate))
     graphdef, self._params, self._rest = step_lib.split_model(model)
@@ -130,6 +130,7 @@ def save_embeddings(path: str, results, tags) -> None:
 def main(argv):
   if len(argv) < 2 or not FLAGS.workdir:
     raise app.UsageError("usage: python -m jaxtag.predict FILE_OR_DIR ... --workdir=W")
+  logging.set_verbosity(logging.WARNING)   # stdout/stderr carry the tags and the per-file errors only
   files = list_files(argv[1:])
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
   tagger = Tagger(FLAGS.workdir, which)
