@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics
 
 from conftest import ROOT
-from jaxtag import report
+from jaxtag import evaluate, report
 from jaxtag.analyze import exclusive, popularity, scaling
 
 DATA = ["--config.data.generated_n=100", "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1"]
@@ -85,8 +85,7 @@ def test_baseline_is_a_row_evaluated_the_same_way(smoke):
 
 
 def test_ensemble_equals_mean_of_members(smoke):
-  out = _run("jaxtag.evaluate", f"--workdir={smoke['run']}", "--ensemble", smoke["gbt"], "--json")
-  e = json.loads(out.strip().splitlines()[-1])
+  e = evaluate.evaluate_ensemble(smoke["run"], [smoke["gbt"]], "test")   # what --ensemble runs after evaluating
   a, b = (report.load_predictions(report.predictions_path(w, "test")) for w in (smoke["run"], smoke["gbt"]))
   ens = report.load_predictions(os.path.join(report.report_dir(smoke["run"]), "ensemble", "predictions_test.npz"))
   np.testing.assert_allclose(ens.scores, (a.scores + b.scores) / 2, rtol=1e-6)
