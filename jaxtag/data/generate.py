@@ -84,7 +84,7 @@ def make_artists(n_clips: int, seed: int) -> list[dict]:
   names = list(STYLES)
   prior = np.array([STYLES[s][0] for s in names])
   artists = []
-  for _ in range(max(3, n_clips // 8)):
+  for _ in range(max(3, n_clips // 4)):
     style = names[rng.choice(len(names), p=prior / prior.sum())]
     lo, hi = STYLES[style][1]
     pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
