@@ -73,7 +73,8 @@ class _RandomChunk(grain.transforms.RandomMap):
         bad[BAD_REASONS.index(e.reason)] += 1
         last, song = e, int(rng.integers(len(self.reader)))
     else:
-      raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); is the corpus broken?")
+      raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); "
+                         "is the corpus broken?")
     start = int(rng.integers(len(audio) - self.reader.chunk_len + 1))
     return {"audio": audio[start:start + self.reader.chunk_len], "targets": self.targets[song], "bad": bad}
 
