@@ -70,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---- model ------------------------------------------------------------------------------------
   m = c.model = ml_collections.ConfigDict()
-  m.name = "spectrogram"           # see jaxtag.models.registry.MODELS
+  m.name = "spectrogram"           # see jaxtag.models.registry.MODELS (BUILD_NOTES.md "Models")
   m.waveform_width = 1             # filter multiplier of the sample-level front-end (1, 2, 4)
   m.waveform_layers = 7            # 7 (3-s inputs) or 9 (15-s inputs)
   m.spectrogram_k = 16             # filter factor k of the timbral/temporal front-end (8 or 16)
@@ -120,6 +120,8 @@ def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) 
   """Applies parsed arguments common to all configs (front-end choice, small, model=, steps=, ...)."""
   frontend = "waveform" if args.get("waveform") else "spectrogram" if args.get("spectrogram") else default_frontend
   c.model.name = args.get("model", frontend)
+  if c.model.name in ("samplecnn", "samplecnn_multi"):   # their publication's 3^10-sample window (3.69 s)
+    c.data.chunk_seconds = 3 ** 10 / c.data.sample_rate
   if args.get("small"):
     c.model.backend_filters, c.model.backend_units = 64, 200
   if "steps" in args:
