@@ -70,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---- model ------------------------------------------------------------------------------------
   m = c.model = ml_collections.ConfigDict()
-  m.name = "spectrogram"           # see jaxtag.models.registry.MODELS (BUILD_NOTES.md "Models")
+  m.name = "spectrogram"           # see jaxtag.models.registry.MODELS
   m.waveform_width = 1             # filter multiplier of the sample-level front-end (1, 2, 4)
   m.waveform_layers = 7            # 7 (3-s inputs) or 9 (15-s inputs)
   m.spectrogram_k = 16             # filter factor k of the timbral/temporal front-end (8 or 16)
