@@ -124,7 +124,9 @@ def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) 
   c.model.name = args.get("model", frontend)
   if args.get("smoke"):
     apply_smoke(c)
-  elif args.get("small"):
+  if c.model.name in ("samplecnn", "samplecnn_multi"):   # their publication's 3^10-sample window (3.69 s)
+    c.data.chunk_seconds = 3 ** 10 / c.data.sample_rate
+  if args.get("small") and not args.get("smoke"):
     c.model.backend_filters, c.model.backend_units = 64, 200
   if "steps" in args:
     c.train.steps = args["steps"]

@@ -55,6 +55,19 @@ class ConvReluBN(nnx.Module):
     return self.bn(jax.nn.relu(self.conv(x)), use_running_average=not train)
 
 
+class ConvBNAct(nnx.Module):
+  """conv -> BatchNorm -> activation, the order of SampleCNN's and Choi et al.'s Keras code."""
+
+  def __init__(self, hp: Hyper, in_ch: int, out_ch: int, kernel: Sequence[int], *, rngs: nnx.Rngs,
+               strides: int | Sequence[int] = 1, padding="SAME", act=jax.nn.relu):
+    self.conv = hp.conv(in_ch, out_ch, kernel, rngs, strides=strides, padding=padding)
+    self.bn = hp.bn(out_ch, rngs)
+    self.act = act
+
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    return self.act(self.bn(self.conv(x), use_running_average=not train))
+
+
 def pad_time(x: jax.Array, before: int, after: int) -> jax.Array:
   """Zero-pads axis 1 (time) only, as the authors' ``tf.pad`` before a 'valid' conv."""
   widths = [(0, 0)] * x.ndim
@@ -67,6 +80,47 @@ def max_pool_time(x: jax.Array, size: int, stride: int | None = None) -> jax.Arr
   window = (size,) + (1,) * (x.ndim - 3)          # flax pools the axes between batch and features
   strides = (stride or size,) + (1,) * (x.ndim - 3)
   return nnx.max_pool(x, window, strides=strides, padding="VALID")
+
+
+def split_windows(x: jax.Array, size: int) -> tuple[jax.Array, int]:
+  """Cuts axis 1 into ``n`` non-overlapping windows of ``size``, folded into the batch: ``(B*n, size, ...)``.
+
+  For models whose flatten ties them to one input length: longer inputs are cut (the tail is dropped,
+  as musicnn does), shorter ones are zero-padded to one window. ``mean_windows`` undoes the fold.
+  """
+  length = x.shape[1]
+  if length < size:
+    x = pad_time(x, 0, size - length)
+  n = max(1, length // size)
+  x = x[:, :n * size]
+  return x.reshape((x.shape[0] * n, size) + x.shape[2:]), n
+
+
+def mean_windows(y: jax.Array, n: int) -> jax.Array:
+  """``(B*n, ...)`` per-window outputs -> ``(B, ...)`` mean over each example's windows."""
+  return y.reshape((-1, n) + y.shape[1:]).mean(axis=1)
+
+
+class Windowed(nnx.Module):
+  """Base of the models that score fixed windows (or the whole input when ``window`` is None).
+
+  Subclasses set ``self.window`` and define ``prepare(wave)`` (waveform -> model input, e.g. a log-mel),
+  ``features(x, train)`` (-> the penultimate representation) and ``head(h, train)`` (-> logits). Window
+  logits and embeddings are averaged per example, as the authors average their patch predictions.
+  """
+  window: int | None = None
+
+  def _windows(self, wave: jax.Array) -> tuple[jax.Array, int]:
+    x = self.prepare(wave)
+    return (x, 1) if self.window is None else split_windows(x, self.window)
+
+  def __call__(self, wave: jax.Array, train: bool = False) -> jax.Array:
+    x, n = self._windows(wave)
+    return mean_windows(self.head(self.features(x, train), train).astype(jnp.float32), n)
+
+  def embed(self, wave: jax.Array, train: bool = False) -> jax.Array:
+    x, n = self._windows(wave)
+    return mean_windows(self.features(x, train).astype(jnp.float32), n)
 
 
 def global_max_mean(x: jax.Array) -> jax.Array:
