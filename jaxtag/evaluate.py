@@ -17,12 +17,17 @@ from absl import app, flags, logging
 
 from jaxtag import report, scoring
 
-flags.DEFINE_string("workdir", None, "Run directory (holds config.json, tags.json and checkpoints).")
-flags.DEFINE_string("split", "test", "Split to evaluate: train | valid | test.")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
-flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).")
-flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("workdir", None, "Run directory (holds config.json, tags.json and checkpoints).")
+  flags.DEFINE_string("split", "test", "Split to evaluate: train | valid | test.")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
+  flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).")
+  flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -44,7 +49,7 @@ def predict_split(workdir: str, split: str = "test", which="best", batch: int = 
   """Runs the model of ``workdir`` over ``split``: ``(Predictions, meta)`` with meta for the report."""
   from jaxtag import checkpoint, inference
   from jaxtag.data import index as index_lib
-  config, model_tags, model, step = checkpoint.load_for_inference(workdir, which)
+  config, model_tags, model, step = checkpoint.load_for_inference(os.path.abspath(workdir), which)
   idx = index_lib.load_songs(config.data)
   songs, train = idx.split(split), idx.split("train")
   if not songs:
@@ -122,4 +127,5 @@ def main(argv):
 
 
 if __name__ == "__main__":   # required: grain workers re-import __main__
+  define_flags()
   app.run(main)

@@ -15,17 +15,22 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxtag import scoring
 
-flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_integer("top", 10, "Tags printed per file.")
-flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
-flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
-flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
-flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_integer("top", 10, "Tags printed per file.")
+  flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
+  flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
+  flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
+  flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -60,7 +65,7 @@ class Tagger:
     from flax import nnx
     from jaxtag import checkpoint
     from jaxtag import step as step_lib
-    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
+    self.config, self.tags, model, self.step = checkpoint.load_for_inference(os.path.abspath(workdir), which)
     self.sample_rate = int(self.config.data.sample_rate)
     self.chunk = int(round(self.config.data.chunk_seconds * self.sample_rate))
     graphdef, self._params, self._rest = step_lib.split_model(model)
@@ -125,6 +130,7 @@ def save_embeddings(path: str, results, tags) -> None:
 def main(argv):
   if len(argv) < 2 or not FLAGS.workdir:
     raise app.UsageError("usage: python -m jaxtag.predict FILE_OR_DIR ... --workdir=W")
+  logging.set_verbosity(logging.WARNING)   # stdout/stderr carry the tags and the per-file errors only
   files = list_files(argv[1:])
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
   tagger = Tagger(FLAGS.workdir, which)
@@ -150,4 +156,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

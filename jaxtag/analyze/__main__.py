@@ -10,17 +10,22 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Config of the data set (baseline only).")
-flags.DEFINE_string("workdir", None, "Output run directory of the baseline.")
-flags.DEFINE_string("split", "test", "Split whose predictions are analysed.")
-flags.DEFINE_string("out", "", "Output directory (default: the first run's report/; scaling: ./scaling_report).")
-flags.DEFINE_integer("top_k", 0, "k of top-k (popularity: 0 = mean true tags per song; exclusive: 0 = 3).")
-flags.DEFINE_float("threshold", 0.5, "exclusive: a score above this counts as high.")
-flags.DEFINE_multi_string("pairs", [], "exclusive: tag pairs as 'a:b' (repeatable); default: found automatically.")
-flags.DEFINE_float("min_prevalence", 0.02, "exclusive: automatic pairs need each tag in this fraction of train.")
-flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.")
-flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.")
-flags.DEFINE_bool("json", False, "Print the result as one JSON object.")
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  config_flags.DEFINE_config_file("config", None, "Config of the data set (baseline only).")
+  flags.DEFINE_string("workdir", None, "Output run directory of the baseline.")
+  flags.DEFINE_string("split", "test", "Split whose predictions are analysed.")
+  flags.DEFINE_string("out", "", "Output directory (default: the first run's report/; scaling: ./scaling_report).")
+  flags.DEFINE_integer("top_k", 0, "k of top-k (popularity: 0 = mean true tags per song; exclusive: 0 = 3).")
+  flags.DEFINE_float("threshold", 0.5, "exclusive: a score above this counts as high.")
+  flags.DEFINE_multi_string("pairs", [], "exclusive: tag pairs as 'a:b' (repeatable); default: found automatically.")
+  flags.DEFINE_float("min_prevalence", 0.02, "exclusive: automatic pairs need each tag in this fraction of train.")
+  flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.")
+  flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.")
+  flags.DEFINE_bool("json", False, "Print the result as one JSON object.")
+
+
 FLAGS = flags.FLAGS
 COMMANDS = ("scaling", "popularity", "baseline", "exclusive")
 
@@ -65,4 +70,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
