@@ -133,6 +133,7 @@ def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
   d = _cfg()
   per_song, covered = {}, []
   for p in range(2):
+    d.eval_num_workers = 2 * p   # process 1 decodes in worker processes: same batches either way
     ev = pipeline.eval_batches(d, songs, batch=4, process_index=p, process_count=2)
     mine = []
     for b in ev:
