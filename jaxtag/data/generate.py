@@ -30,6 +30,7 @@ from jaxtag.data.manifest import artist_split
 
 GENERATOR_VERSION = 2
 AUDIBLE_DB = 14.0
+PARALLEL_MIN_CLIPS = 200
 FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 # style: (prior, bpm range, P(drums), P(vocal), P(minor), favourite instruments, drum pattern)
@@ -239,14 +240,16 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   """Writes ``n`` clips and ``manifest.jsonl`` (artist-disjoint 80/10/10 splits) into ``out``; returns its path.
 
   Clips are independent, so they are spread over ``workers`` spawned processes (spawn, not fork: the
-  caller may already hold jax/grain threads); the output does not depend on the worker count.
+  caller may already hold jax/grain threads); the output does not depend on the worker count. Default:
+  2 processes from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
   """
   if fmt not in FORMATS:
     raise ValueError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
   artists = make_artists(n, seed)
   jobs = [(i, seed, clip_seconds, fmt, out, artists) for i in range(n)]
-  workers = min(os.cpu_count() or 1, 2) if workers is None else workers
-  if workers > 1 and n >= 24:
+  if workers is None:   # spawning costs ~1-2 s per worker (imports), ~50 clips' worth: not worth it below
+    workers = min(os.cpu_count() or 1, 2) if n >= PARALLEL_MIN_CLIPS else 1
+  if workers > 1:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
       rows = list(pool.map(_write_clip, jobs, chunksize=max(1, n // (8 * workers))))
@@ -306,6 +309,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seed", 0, "Corpus seed.")
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: min(2, cores)).")
+  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
   FLAGS = flags.FLAGS
   app.run(main)
