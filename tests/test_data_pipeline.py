@@ -95,6 +95,16 @@ def test_generated_corpus_deterministic_tagged_and_cached(corpus, tmp_path):
   assert index.load_songs(d).songs[5].path == idx.songs[5].path   # second call reads the cache
 
 
+def test_racing_corpus_builds_end_with_one_complete_mp3_corpus(tmp_path):
+  import concurrent.futures
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    paths = list(pool.map(lambda _: generate.ensure_corpus(4, 9, 1.0, "mp3", str(tmp_path)), range(2)))
+  assert paths[0] == paths[1] and os.listdir(tmp_path) == [os.path.basename(os.path.dirname(paths[0]))]
+  rows = [json.loads(line) for line in open(paths[0])]
+  audio = decode.load_audio(os.path.join(os.path.dirname(paths[0]), rows[0]["path"]), SR)
+  assert rows[0]["path"].endswith(".mp3") and abs(len(audio) - SR) < 0.1 * SR
+
+
 def _identify(batch, ids):
   assert batch["targets"].sum(axis=1).tolist() == [1.0] * len(batch["targets"])
   return [ids[j] for j in batch["targets"].argmax(axis=1)]

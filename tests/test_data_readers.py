@@ -133,7 +133,6 @@ def test_artist_split_and_nested_train_subsets(tmp_path):
 
 
 def test_config_mistakes_fail_with_the_key_to_set():
-  c = common.base_config()
   for key, value, match in (("dataset", "mttt", "valid: \\['generated'"), ("short_policy", "drop", "pad"),
                             ("dataset", "mtt", "data.annotations"), ("dataset", "manifest", "data.manifest"),
                             ("dataset", "msd", "data.labels")):
@@ -141,7 +140,7 @@ def test_config_mistakes_fail_with_the_key_to_set():
     setattr(d, key, value)
     with pytest.raises(ValueError, match=match):
       index.load_songs(d)
-  d = c.data
+  d = common.base_config().data
   d.dataset, d.annotations, d.mtt_split = "mtt", MTT_CSV, "cleaned"
   with pytest.raises(ValueError, match="pons"):
     index.load_songs(d)
