@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -59,7 +60,8 @@ def test_mtt_excludes_broken_clips_and_reads_clean_lists(tmp_path):
   lists.mkdir()
   np.save(lists / "train.npy", np.array([f"{i}\t{r[-1]}" for i, r in enumerate(rows[2:12])]))
   (lists / "valid.txt").write_text("\n".join(r[-1] for r in rows[12:15]))
-  (lists / "test.tsv").write_text("\n".join(f"{i}\t{r[-1]}" for i, r in enumerate(rows[15:19])))
+  with open(lists / "test_list_pub.cP", "wb") as f:   # Lee's original form
+    pickle.dump([r[-1] for r in rows[15:19]], f, protocol=2)
   clean = mtt.load(str(path), "", "clean", str(lists), index.packaged_tags("mtt_top50"))
   assert clean.counts() == {"train": 10, "valid": 3, "test": 4}
   assert clean.excluded["not_in_split_lists"] == 398 - 17
