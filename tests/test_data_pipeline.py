@@ -110,7 +110,7 @@ def _identify(batch, ids):
   return [ids[j] for j in batch["targets"].argmax(axis=1)]
 
 
-def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path):
+def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path, caplog):
   out, path, ids = corpus
   salted = _salt(tmp_path)
   good = _songs(path, ids)
@@ -132,6 +132,9 @@ def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path):
     counts += b["bad"].sum(axis=0)
     assert np.isfinite(b["audio"]).all() and (np.abs(b["audio"]).max(axis=1) > 1e-4).all()
   assert (counts >= 1).all() and set(seen) <= set(ids)
+  logged = [r.getMessage() for r in caplog.records if "skipping bad audio" in r.getMessage()]
+  for reason, bad_path in salted.items():   # once by the eval reader, once by the train reader
+    assert sum(bad_path in m and f"({reason})" in m for m in logged) == 2, (reason, logged)
 
 
 def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
