@@ -161,6 +161,11 @@ def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
     covered += sorted(set(mine))
   assert sorted(covered) == list(range(len(songs)))
   assert per_song == {i: max(1, int(sec // 1.0)) for i, sec in enumerate(lengths)}
+  d.eval_num_workers = 0
+  ev = pipeline.eval_batches(d, songs, batch=64)
+  assert next(ev)["song"].tolist()[:4] == [0, 1, 2, 2] and ev.chunks == sum(per_song.values())
+  with pytest.raises(StopIteration):
+    next(ev)
   b = next(pipeline.train_iterator(d, songs, local_batch=7, seed=0))
   assert b["audio"].shape == (7, SR) and not b["bad"].any()   # pad policy: short songs are fed, padded
 

@@ -139,7 +139,8 @@ class EvalBatches:
   ``song`` indexes the ``songs`` list given (global, not per process); -1 marks padding rows of the last
   batch. Bad songs yield no chunks: after (or during) iteration ``bad_counts`` maps each reason to the
   number of bad songs seen by this process, ``bad_songs`` lists their indices, ``chunks`` counts the real
-  chunks yielded. Iterating again starts over (and resets the counts).
+  chunks yielded. ``for b in eval_batches(...)`` restarts on each loop (and resets the counts);
+  ``next()`` on the object itself walks one pass.
   """
 
   def __init__(self, data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1):
@@ -149,6 +150,12 @@ class EvalBatches:
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads))
     self._ds = _prefetch(ds, data_cfg.get("eval_num_workers", 0), data_cfg.worker_buffer_size)
     self.bad_counts, self.bad_songs, self.chunks = {}, [], 0
+    self._pass = None
+
+  def __next__(self) -> dict:
+    if self._pass is None:
+      self._pass = iter(self)
+    return next(self._pass)
 
   def __iter__(self):
     self.bad_counts, self.bad_songs, self.chunks = {r: 0 for r in BAD_REASONS}, [], 0
