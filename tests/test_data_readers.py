@@ -85,6 +85,9 @@ def test_msd_both_label_forms_agree(tmp_path):
     np.testing.assert_array_equal(np.stack([s.targets for s in a.songs]), np.stack([s.targets for s in b.songs]))
   s = a.songs[0]
   assert s.path == f"/msd/{s.id[2]}/{s.id[3]}/{s.id[4]}/{s.id}.clip.mp3" and s.split == "valid"
+  d = common.base_config().data
+  d.dataset, d.root, d.labels.valid, d.labels.test = "msd", "/msd", MSD_TSV, f"{MSD_IDS}:{MSD_Y}"
+  assert index.load_songs(d).counts() == {"train": 0, "valid": 300, "test": 300}
 
 
 def _write_manifest(tmp_path, n=40, with_split=True):
