@@ -88,11 +88,11 @@ def make_artists(n_clips: int, seed: int) -> tuple[dict, ...]:
   rng = np.random.default_rng([seed, 0xA57])
   names = list(STYLES)
   prior = np.array([STYLES[s][0] for s in names])
+  pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
   artists = []
   for _ in range(max(3, n_clips // 4)):
     style = names[rng.choice(len(names), p=prior / prior.sum())]
     lo, hi = STYLES[style][1]
-    pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
     favs = list(rng.choice(STYLES[style][5], size=min(2, len(STYLES[style][5])), replace=False))
     favs.append(pool[rng.integers(len(pool))])
     voice = ("female", "male")[rng.integers(2)]
