@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = 2                # grain worker processes (pinned: the iterator state depends on it)
   d.worker_buffer_size = 2
+  d.eval_num_workers = 0           # eval decode processes; 0 = in-process threads (no start-up per evaluation)
   d.read_threads = 4
   d.root = ""                      # audio root directory (mtt, msd, manifest with relative paths)
   d.annotations = ""               # MTT annotations_final.csv
