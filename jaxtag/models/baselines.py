@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvBNAct, ConvReluBN, Hyper, Windowed, max_pool_time, pad_time
+from jaxtag.models.layers import ConvBNAct, ConvReluBN, Hyper, Windowed, max_over, max_pool_time, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 
@@ -151,7 +151,7 @@ class TimbreCNN(_Spectrogram):
     outs = []
     for branch in self.branches:
       t = branch.conv.kernel_size[0]
-      outs.append(branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train).max(axis=2))
+      outs.append(max_over(branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train), 2))
     h = max_pool_time(jax.nn.relu(self.conv(jnp.concatenate(outs, axis=-1))), 4)
     return jax.nn.relu(self.dense(h.reshape(h.shape[0], -1)))
 
@@ -180,7 +180,7 @@ class VGG(_Spectrogram):
     x = x[..., None]
     for block, pool in zip(self.blocks, self.POOLS):
       x = nnx.max_pool(block(x, train), pool, strides=pool, padding="VALID")
-    return x.max(axis=(1, 2))
+    return max_over(x, (1, 2))
 
   def head(self, h, train):
     return self.out(self.drop(h, deterministic=not train))
@@ -219,7 +219,7 @@ class CRNN(_Spectrogram):
     x = x[..., None]
     for block, pool in zip(self.blocks, self.POOLS):
       x = nnx.max_pool(block(x, train), pool, strides=pool, padding="VALID")
-    x = x.max(axis=2)                                            # (B, T', C): the remaining freq bin(s)
+    x = max_over(x, 2)                                           # (B, T', C): the one remaining freq bin
     for cell in self.grus:
       x = _run_gru(cell, x)
     return x[:, -1]

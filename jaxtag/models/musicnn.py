@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
@@ -54,8 +54,8 @@ class Musicnn(nnx.Module):
   def features(self, spec: jax.Array, train: bool) -> jax.Array:
     """``(batch, frames, mels)`` log-mel -> penultimate ``(batch, units)``."""
     x = self.input_bn(spec[..., None], use_running_average=not train)
-    fe = [branch(pad_time(x, 3, 3), train).max(axis=2) for branch in self.timbral]
-    fe += [branch(x, train).max(axis=2) for branch in self.temporal]
+    fe = [max_over(branch(pad_time(x, 3, 3), train), 2) for branch in self.timbral]
+    fe += [max_over(branch(x, train), 2) for branch in self.temporal]
     h = jnp.concatenate(fe, axis=-1)
     layers = [h]
     for n, block in enumerate(self.mid):
