@@ -27,13 +27,13 @@ class Musicnn(nnx.Module):
   """``build_musicnn``: input BN, timbral + temporal front-end, dense-residual mid-end, pooled back-end.
 
   ``midend_filters=64, units=200`` is MTT/MSD_musicnn (787,159 params with 50 tags); 512/500 is
-  MSD_musicnn_big.
+  MSD_musicnn_big. ``width`` scales the front-end's 204/51 filters (1 for the published models).
   """
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, midend_filters: int, units: int,
-               dropout: float, rngs: nnx.Rngs):
+               dropout: float, width: float = 1.0, rngs: nnx.Rngs):
     self.mel = mel
-    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128), int(1.6 * 32)
+    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128 * width), int(1.6 * 32 * width)
     self.input_bn = hp.bn(1, rngs)                                                       # batch_normalization
     self.timbral = nnx.List([ConvReluBN(hp, 1, timbral, (7, int(f * n_mels)), rngs=rngs)  # conv2d, conv2d_1
                              for f in (0.4, 0.7)])
