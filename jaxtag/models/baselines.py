@@ -21,9 +21,9 @@ def _w(n: float, width: float) -> int:
 
 
 class Dieleman(Windowed):
-  """Dieleman & Schrauwen 2014, raw-audio variant: a strided conv (256 taps, stride 256, 128 filters)
-  replaces the mel spectrogram, then conv 8 (32) + max-pool 4, conv 8 (32) + max-pool 4, dense 100,
-  output; ReLU, no BN (the paper predates it). Scores 3-s windows."""
+  """Dieleman & Schrauwen 2014, raw-audio variant: a strided conv (256 taps, stride 256; 128 filters is
+  our reading) replaces the mel spectrogram, then conv 8 (32) + max-pool 4, conv 8 (32) + max-pool 4,
+  dense 100, output; ReLU, no BN (the paper predates it). Scores 3-s windows."""
 
   def __init__(self, hp: Hyper, n_tags: int, *, sample_rate: int, width: float, rngs: nnx.Rngs):
     self.window = 3 * sample_rate
