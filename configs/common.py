@@ -119,6 +119,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def new_config(arg: str | None, experiment: str, dataset: str, title: str, chunk_seconds: float):
+  """``(parsed args, base config)`` for one experiment on one data set (the start of every config file)."""
+  args = parse_arg(arg)
+  c = base_config()
+  c.experiment = experiment
+  c.data.dataset, c.data.dataset_title, c.data.chunk_seconds = dataset, title, chunk_seconds
+  return args, c
+
+
 def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) -> ml_collections.ConfigDict:
   """Applies parsed arguments common to all configs (front-end choice, small, model=, steps=, ...)."""
   frontend = "waveform" if args.get("waveform") else "spectrogram" if args.get("spectrogram") else default_frontend
