@@ -32,7 +32,9 @@ def _all_done(done: bool) -> bool:
 
 
 def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int, mesh):
-  """All non-overlapping chunks of ``songs``: ``(chunk_logits (C, T), chunk_song (C,), stats)``."""
+  """All non-overlapping chunks of ``songs``: ``(chunk_logits (C, T), chunk_song (C,), stats)``.
+
+  ``stats`` holds this process's bad-song counts by reason (``bad``) and their indices (``bad_songs``)."""
   from jaxtag.data import pipeline
   local = sharding.local_batch_size(global_batch, mesh)
   batches = pipeline.eval_batches(data_cfg, songs, batch=local, process_index=jax.process_index(),
@@ -55,12 +57,13 @@ def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int
     logits, song = eval_fn(params, rest, g["audio"], g["song"])
     logits_out.append(logits)
     song_out.append(song)
+  stats = {"bad": dict(batches.bad_counts), "bad_songs": list(batches.bad_songs)}
   if not logits_out:
-    return np.zeros((0, 0), np.float32), np.zeros((0,), np.int32), getattr(batches, "stats", {})
+    return np.zeros((0, 0), np.float32), np.zeros((0,), np.int32), stats
   logits = np.concatenate([np.asarray(x) for x in logits_out])
   song = np.concatenate([np.asarray(x) for x in song_out])
   keep = song >= 0
-  return logits[keep], song[keep], dict(getattr(batches, "stats", {}) or {})
+  return logits[keep], song[keep], stats
 
 
 def predict_chunks(model, config, songs, *, batch: int = 0, mesh=None):

@@ -17,8 +17,8 @@ BAD_REASONS = (
     "missing",          # path does not exist
     "empty",            # zero-byte file, or a header with no frames
     "not_audio",        # libsndfile does not recognise the format
-    "corrupt",          # recognised, but decoding fails
-    "truncated",        # fewer frames decoded than the header promises
+    "corrupt",          # recognised, but not one frame decodes
+    "truncated",        # decoding breaks off partway, or fewer frames than the header promises
     "bad_sample_rate",  # outside [MIN_RATE, MAX_RATE]: a broken header, not music
     "non_finite",       # NaN or inf samples (float WAV/FLAC can carry them)
     "silent",           # peak below SILENCE_PEAK: nothing to learn from, and it distorts BN statistics
@@ -26,8 +26,9 @@ BAD_REASONS = (
 )
 MIN_RATE, MAX_RATE = 4000, 384000
 SILENCE_PEAK = 1e-4
-# A truncated MP3 may lose one frame of padding without being broken; allow that much slack.
-TRUNCATION_SLACK = 2048
+# MP3 frame counts are estimates (encoder padding, ID3 tags, VBR without a Xing header): only a shortfall
+# beyond both a few codec frames and 2 % of the declared length counts as truncation.
+TRUNCATION_SLACK, TRUNCATION_FRACTION = 2048, 0.02
 
 
 class DecodeError(Exception):
@@ -50,21 +51,24 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
   if os.path.getsize(path) == 0:
     raise DecodeError("empty", path, "0 bytes")
   try:
-    with sf.SoundFile(path) as f:
-      rate, declared = f.samplerate, f.frames
-      if not MIN_RATE <= rate <= MAX_RATE:
-        raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
-      audio = f.read(dtype="float32", always_2d=True)
-  except DecodeError:
-    raise
+    f = sf.SoundFile(path)
   except sf.LibsndfileError as e:
     reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
     raise DecodeError(reason, path, str(e)) from None
-  except (RuntimeError, ValueError, OSError) as e:   # soundfile raises these for mid-stream failures
-    raise DecodeError("corrupt", path, str(e)) from None
+  with f:
+    rate, declared = f.samplerate, f.frames
+    if not MIN_RATE <= rate <= MAX_RATE:
+      raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
+    blocks = []
+    try:   # block by block, so a stream that breaks partway (truncated) is told apart from garbage (corrupt)
+      while (block := f.read(1 << 13, dtype="float32", always_2d=True)).shape[0]:
+        blocks.append(block)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+      raise DecodeError("truncated" if blocks else "corrupt", path, str(e)) from None
+  audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
   if audio.shape[0] == 0:
     raise DecodeError("empty", path, "no frames")
-  if 0 < declared < 2**62 and audio.shape[0] + TRUNCATION_SLACK < declared:
+  if 0 < declared < 2**62 and audio.shape[0] + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
     raise DecodeError("truncated", path, f"{audio.shape[0]} of {declared} frames")
   mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
   if not np.isfinite(mono).all():

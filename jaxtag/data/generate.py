@@ -15,6 +15,7 @@ Each row also carries ``targets`` (graded, noise-free values in [0, 1], e.g. a p
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import multiprocessing
 import os
@@ -28,14 +29,16 @@ import soundfile as sf
 from jaxtag.data import synth
 from jaxtag.data.manifest import artist_split
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 AUDIBLE_DB = 14.0
+PARALLEL_MIN_CLIPS = 200
 FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 # style: (prior, bpm range, P(drums), P(vocal), P(minor), favourite instruments, drum pattern)
 STYLES = {
   "rock": (0.24, (95, 150), 0.9, 0.6, 0.5, ("guitar", "bass", "organ", "piano"), "backbeat"),
-  "classical": (0.22, (60, 130), 0.03, 0.1, 0.45, ("strings", "violin", "cello", "piano", "harpsichord", "flute", "harp"), None),
+  "classical": (0.22, (60, 130), 0.03, 0.1, 0.45,
+                ("strings", "violin", "cello", "piano", "harpsichord", "flute", "harp"), None),
   "pop": (0.15, (90, 128), 0.8, 0.75, 0.3, ("piano", "synth", "guitar", "bass", "bells"), "backbeat"),
   "techno": (0.12, (120, 145), 0.97, 0.15, 0.6, ("synth", "bass", "bells"), "four"),
   "ambient": (0.10, (55, 90), 0.2, 0.2, 0.5, ("synth", "strings", "bells", "flute", "harp"), "half"),
@@ -57,14 +60,15 @@ ATTRIBUTES = {
   "ambient": (0.8, ("ambient", "new age")),
   **{i: (0.6, (i,)) for i in ("guitar", "piano", "harpsichord", "organ", "strings", "violin", "cello", "flute",
                               "synth", "sitar", "bass", "bells", "harp")},
-  "drums": (0.7, ("drums", "beat", "beats")),
+  "drums": (0.9, ("drums", "beat", "beats")),
   "female": (0.6, ("female", "woman", "female vocal")), "male": (0.6, ("male", "man", "male vocal")),
-  "vocal": (0.5, ("vocal", "vocals", "singing")), "no vocal": (0.35, ("no vocal", "no vocals")),
+  "vocal": (0.6, ("vocal", "vocals", "singing")), "no vocal": (0.75, ("no vocal", "no vocals")),
   "fast": (0.5, ("fast",)), "slow": (0.5, ("slow",)), "loud": (0.4, ("loud",)), "quiet": (0.4, ("quiet",)),
   "major": (0.35, ("major",)), "minor": (0.35, ("minor",)), "electronic": (0.5, ("electronic",)),
   "solo": (0.3, ("solo",)),
 }
 TAGS = tuple(dict.fromkeys(t for _, surfaces in ATTRIBUTES.values() for t in surfaces))
+DEGREES = ("fast", "slow", "loud", "quiet")   # graded attributes: a clip carries the tag when its degree > 0.5
 SYNONYM_RATE = 0.4
 FALSE_TAG_RATE = 0.005
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
@@ -78,20 +82,22 @@ PATTERNS = {  # 16 steps per bar: instrument -> steps
 }
 
 
-def make_artists(n_clips: int, seed: int) -> list[dict]:
+@functools.lru_cache(maxsize=4)
+def make_artists(n_clips: int, seed: int) -> tuple[dict, ...]:
   """Artists tie clips together (style, favourite instruments, tempo, voice): what an artist split is for."""
   rng = np.random.default_rng([seed, 0xA57])
   names = list(STYLES)
   prior = np.array([STYLES[s][0] for s in names])
+  pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
   artists = []
-  for _ in range(max(3, n_clips // 8)):
+  for _ in range(max(3, n_clips // 4)):
     style = names[rng.choice(len(names), p=prior / prior.sum())]
     lo, hi = STYLES[style][1]
-    pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
     favs = list(rng.choice(STYLES[style][5], size=min(2, len(STYLES[style][5])), replace=False))
     favs.append(pool[rng.integers(len(pool))])
-    artists.append({"style": style, "favs": favs, "bpm": rng.uniform(lo, hi), "voice": ("female", "male")[rng.integers(2)]})
-  return artists
+    voice = ("female", "male")[rng.integers(2)]
+    artists.append({"style": style, "favs": favs, "bpm": rng.uniform(lo, hi), "voice": voice})
+  return tuple(artists)
 
 
 def _pick(rng, pool, favs) -> str:
@@ -127,7 +133,8 @@ def _render_part(kind, role, seconds, beat, scale, root, prog, rng) -> np.ndarra
                       rng.uniform(0.6, 1.0))
       else:
         for m in tones:
-          synth.place(buf, synth.note(kind, _hz(_fit(m, kind)), bar * 0.95, rng), b * bar + rng.normal(0, 0.01) ** 2, 0.6)
+          synth.place(buf, synth.note(kind, _hz(_fit(m, kind)), bar * 0.95, rng), b * bar + abs(rng.normal(0, 0.01)),
+                      0.6)
   elif role == "bass":
     step = beat if rng.random() < 0.6 else 2 * beat
     for k in range(int(seconds / step) + 1):
@@ -142,7 +149,7 @@ def _render_part(kind, role, seconds, beat, scale, root, prog, rng) -> np.ndarra
       pos = int(np.clip(pos + rng.integers(-2, 3), 0, 20))
       if rng.random() > 0.12:
         m = root + 12 + scale[pos % 7] + 12 * (pos // 7)
-        synth.place(buf, synth.note(kind, _hz(_fit(m, kind)), dur * 0.9, rng), t + rng.normal(0, 0.008) ** 2,
+        synth.place(buf, synth.note(kind, _hz(_fit(m, kind)), dur * 0.9, rng), t + abs(rng.normal(0, 0.008)),
                     rng.uniform(0.6, 1.0))
       t += dur
   return buf
@@ -162,13 +169,14 @@ def _render_drums(pattern, seconds, beat, electronic, rng) -> np.ndarray:
   return buf
 
 
-def render_clip(index: int, seed: int, seconds: float, artists: list[dict]) -> tuple[np.ndarray, dict]:
-  """Composes and renders clip ``index``; returns (audio at 16 kHz, its label row without paths/split)."""
+def render_clip(index: int, n: int, seed: int, seconds: float) -> tuple[np.ndarray, dict]:
+  """Composes and renders clip ``index`` of ``n``; returns (audio at 16 kHz, its row without path/split)."""
+  artists = make_artists(n, seed)
   rng = np.random.default_rng([seed, index])
   a_id = int(rng.integers(len(artists)))
   art = artists[a_id]
   style = art["style"]
-  _, (lo, hi), p_drums, p_vocal, p_minor, style_favs, pattern = STYLES[style]
+  _, _, p_drums, p_vocal, p_minor, style_favs, pattern = STYLES[style]
   favs = set(style_favs) | set(art["favs"])
   bpm = float(np.clip(art["bpm"] * rng.uniform(0.9, 1.1), 50, 190))
   mode = "minor" if rng.random() < p_minor else "major"
@@ -209,7 +217,7 @@ def render_clip(index: int, seed: int, seconds: float, artists: list[dict]) -> t
   level["major"], level["minor"] = float(mode == "major"), float(mode == "minor")
   level["electronic"] = max(level["techno"], level.get("synth", 0.0))
   level["solo"] = float(sum(1 for (_, _), g in zip(parts, gains) if g > top - AUDIBLE_DB) == 1)
-  clean = [a for a, v in level.items() if a in ATTRIBUTES and (v > 0.5 or (v > 0 and a not in ("fast", "slow", "loud", "quiet")))]
+  clean = [a for a, v in level.items() if a in ATTRIBUTES and (v > 0.5 or (v > 0 and a not in DEGREES))]
   tags = set()
   for a in clean:   # MTAT-style noisy view: attributes missed often, named through synonyms sometimes
     p, surfaces = ATTRIBUTES[a]
@@ -222,8 +230,8 @@ def render_clip(index: int, seed: int, seconds: float, artists: list[dict]) -> t
 
 
 def _write_clip(args) -> dict:
-  index, seed, seconds, fmt, out, artists = args
-  audio, row = render_clip(index, seed, seconds, artists)
+  index, n, seed, seconds, fmt, out = args
+  audio, row = render_clip(index, n, seed, seconds)
   rel = os.path.join("audio", f"{index // 1000:03d}", f"{row['id']}.{fmt}")
   os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
   sf.write(os.path.join(out, rel), audio, synth.SR, format=FORMATS[fmt][0], subtype=FORMATS[fmt][1])
@@ -235,14 +243,15 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   """Writes ``n`` clips and ``manifest.jsonl`` (artist-disjoint 80/10/10 splits) into ``out``; returns its path.
 
   Clips are independent, so they are spread over ``workers`` spawned processes (spawn, not fork: the
-  caller may already hold jax/grain threads); the output does not depend on the worker count.
+  caller may already hold jax/grain threads); the output does not depend on the worker count. Default:
+  2 processes from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
   """
   if fmt not in FORMATS:
     raise ValueError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
-  artists = make_artists(n, seed)
-  jobs = [(i, seed, clip_seconds, fmt, out, artists) for i in range(n)]
-  workers = min(os.cpu_count() or 1, 2) if workers is None else workers
-  if workers > 1 and n >= 24:
+  jobs = [(i, n, seed, clip_seconds, fmt, out) for i in range(n)]
+  if workers is None:   # spawning costs ~1-2 s per worker (imports), ~50 clips' worth: not worth it below
+    workers = min(os.cpu_count() or 1, 2) if n >= PARALLEL_MIN_CLIPS else 1
+  if workers > 1:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
       rows = list(pool.map(_write_clip, jobs, chunksize=max(1, n // (8 * workers))))
@@ -302,6 +311,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seed", 0, "Corpus seed.")
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: min(2, cores)).")
+  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
   FLAGS = flags.FLAGS
   app.run(main)

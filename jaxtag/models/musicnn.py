@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, global_max_mean, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
@@ -27,13 +27,13 @@ class Musicnn(nnx.Module):
   """``build_musicnn``: input BN, timbral + temporal front-end, dense-residual mid-end, pooled back-end.
 
   ``midend_filters=64, units=200`` is MTT/MSD_musicnn (787,159 params with 50 tags); 512/500 is
-  MSD_musicnn_big.
+  MSD_musicnn_big. ``width`` scales the front-end's 204/51 filters (1 for the published models).
   """
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, midend_filters: int, units: int,
-               dropout: float, rngs: nnx.Rngs):
+               dropout: float, width: float = 1.0, rngs: nnx.Rngs):
     self.mel = mel
-    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128), int(1.6 * 32)
+    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128 * width), int(1.6 * 32 * width)
     self.input_bn = hp.bn(1, rngs)                                                       # batch_normalization
     self.timbral = nnx.List([ConvReluBN(hp, 1, timbral, (7, int(f * n_mels)), rngs=rngs)  # conv2d, conv2d_1
                              for f in (0.4, 0.7)])
@@ -54,8 +54,8 @@ class Musicnn(nnx.Module):
   def features(self, spec: jax.Array, train: bool) -> jax.Array:
     """``(batch, frames, mels)`` log-mel -> penultimate ``(batch, units)``."""
     x = self.input_bn(spec[..., None], use_running_average=not train)
-    fe = [branch(pad_time(x, 3, 3), train).max(axis=2) for branch in self.timbral]
-    fe += [branch(x, train).max(axis=2) for branch in self.temporal]
+    fe = [max_over(branch(pad_time(x, 3, 3), train), 2) for branch in self.timbral]
+    fe += [max_over(branch(x, train), 2) for branch in self.temporal]
     h = jnp.concatenate(fe, axis=-1)
     layers = [h]
     for n, block in enumerate(self.mid):
@@ -86,15 +86,17 @@ def vgg_output_shape(frames: int, mels: int) -> tuple[int, int]:
   return frames, mels
 
 
-class MusicnnVGG(nnx.Module):
+class MusicnnVGG(Windowed):
   """musicnn's ``vgg(x, 128)``: input BN, 5 x [conv 3x3 same, ReLU, BN, max-pool], flatten, dense.
 
   The flatten ties the dense layer to 187-frame patches, so a longer chunk is cut into non-overlapping
-  187-frame patches (the tail is dropped, as musicnn does) and the patch logits are averaged.
+  187-frame patches (the tail is dropped, as musicnn does; a shorter one is zero-padded) and the patch
+  logits are averaged.
   """
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, filters: int, rngs: nnx.Rngs):
     self.mel = mel
+    self.window = PATCH_FRAMES
     self.input_bn = hp.bn(1, rngs)                                                        # batch_normalization
     self.blocks = nnx.List([ConvReluBN(hp, 1 if n == 0 else filters, filters, (3, 3), padding="SAME",
                                        rngs=rngs) for n in range(len(VGG_POOLS))])        # 1CNN..5CNN
@@ -112,23 +114,11 @@ class MusicnnVGG(nnx.Module):
         x = self.drop_block(x, deterministic=not train)
     return x.reshape(x.shape[0], -1)
 
+  def prepare(self, wave: jax.Array) -> jax.Array:
+    return _logmel_frames(wave, self.mel)
+
+  def head(self, h: jax.Array, train: bool) -> jax.Array:
+    return self.out(self.drop_out(h, deterministic=not train))
+
   def from_logmel(self, spec: jax.Array, train: bool = False) -> jax.Array:
-    return self.out(self.drop_out(self.features(spec, train), deterministic=not train)).astype(jnp.float32)
-
-  def _patches(self, wave: jax.Array) -> tuple[jax.Array, int]:
-    spec = _logmel_frames(wave, self.mel)
-    n = spec.shape[1] // PATCH_FRAMES
-    if n == 0:
-      raise ValueError(f"musicnn_vgg needs at least {PATCH_FRAMES} frames (3 s), got {spec.shape[1]}")
-    b = spec.shape[0]
-    return spec[:, :n * PATCH_FRAMES].reshape(b * n, PATCH_FRAMES, spec.shape[2]), n
-
-  def __call__(self, wave: jax.Array, train: bool = False) -> jax.Array:
-    patches, n = self._patches(wave)
-    logits = self.from_logmel(patches, train)
-    return logits.reshape(wave.shape[0], n, -1).mean(axis=1)
-
-  def embed(self, wave: jax.Array, train: bool = False) -> jax.Array:
-    patches, n = self._patches(wave)
-    feats = self.features(patches, train).astype(jnp.float32)
-    return feats.reshape(wave.shape[0], n, -1).mean(axis=1)
+    return self.head(self.features(spec, train), train).astype(jnp.float32)

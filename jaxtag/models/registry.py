@@ -9,6 +9,7 @@ from typing import Callable
 
 from flax import nnx
 
+from jaxtag.models import baselines
 from jaxtag.models.backend import Backend
 from jaxtag.models.layers import Hyper
 from jaxtag.models.logmel import LogMelConfig
@@ -31,23 +32,26 @@ def _waveform(model_cfg, n_tags, sample_rate, hp, rngs):
 
 
 def _spectrogram(model_cfg, n_tags, sample_rate, hp, rngs):
-  mel = LogMelConfig.from_config(model_cfg.logmel, sample_rate)
-  front = SpectrogramFrontend(hp, mel, k=int(model_cfg.spectrogram_k), rngs=rngs)
+  front = SpectrogramFrontend(hp, _mel(model_cfg, sample_rate), k=int(model_cfg.spectrogram_k), rngs=rngs)
   return Tagger(front, _backend(model_cfg, hp, front.out_channels, n_tags, rngs))
 
 
 def _musicnn(model_cfg, n_tags, sample_rate, hp, rngs):
   """Mid-end filters and dense units come from ``backend_filters``/``backend_units``: 64/200 (``small``)
-  is MTT/MSD_musicnn, 512/500 is MSD_musicnn_big."""
-  return Musicnn(hp, LogMelConfig.from_config(model_cfg.logmel, sample_rate), n_tags,
+  is MTT/MSD_musicnn, 512/500 is MSD_musicnn_big; ``width`` scales the front-end (1 = published)."""
+  return Musicnn(hp, _mel(model_cfg, sample_rate), n_tags,
                  midend_filters=int(model_cfg.backend_filters), units=int(model_cfg.backend_units),
-                 dropout=float(model_cfg.dropout), rngs=rngs)
+                 dropout=float(model_cfg.dropout), width=float(model_cfg.width), rngs=rngs)
 
 
 def _musicnn_vgg(model_cfg, n_tags, sample_rate, hp, rngs):
   """128 filters at ``width=1`` (MTT/MSD_vgg)."""
-  return MusicnnVGG(hp, LogMelConfig.from_config(model_cfg.logmel, sample_rate), n_tags,
+  return MusicnnVGG(hp, _mel(model_cfg, sample_rate), n_tags,
                     filters=max(1, round(128 * float(model_cfg.width))), rngs=rngs)
+
+
+def _mel(model_cfg, sample_rate) -> LogMelConfig:
+  return LogMelConfig.from_config(model_cfg.logmel, sample_rate)
 
 
 _BUILDERS: dict[str, Callable] = {
@@ -55,6 +59,16 @@ _BUILDERS: dict[str, Callable] = {
     "spectrogram": _spectrogram,
     "musicnn": _musicnn,
     "musicnn_vgg": _musicnn_vgg,
+    "dieleman": lambda m, n, sr, hp, rngs: baselines.Dieleman(hp, n, sample_rate=sr, width=m.width, rngs=rngs),
+    "samplecnn": lambda m, n, sr, hp, rngs: baselines.SampleCNN(hp, n, width=m.width, dropout=m.dropout,
+                                                                rngs=rngs),
+    "samplecnn_multi": lambda m, n, sr, hp, rngs: baselines.SampleCNNMulti(hp, n, width=m.width,
+                                                                          dropout=m.dropout, rngs=rngs),
+    "timbre_cnn": lambda m, n, sr, hp, rngs: baselines.TimbreCNN(hp, _mel(m, sr), n, width=m.width, rngs=rngs),
+    "vgg": lambda m, n, sr, hp, rngs: baselines.VGG(hp, _mel(m, sr), n, width=m.width, dropout=m.dropout,
+                                                    rngs=rngs),
+    "crnn": lambda m, n, sr, hp, rngs: baselines.CRNN(hp, _mel(m, sr), n, width=m.width, dropout=m.dropout,
+                                                      rngs=rngs),
 }
 MODELS = tuple(_BUILDERS)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from flax import nnx
@@ -79,9 +80,9 @@ def load_into_model(weights, model) -> None:
     raise ValueError(f"weights do not match {type(model).__name__}: missing {missing}, unused {unused}")
   for name, var in pairs:
     w = weights[name]
-    if w.size != var.value.size or [d for d in w.shape if d != 1] != [d for d in var.value.shape if d != 1]:
-      raise ValueError(f"{name}: shape {w.shape} does not fit {var.value.shape}")
-    var.value = np.reshape(w, var.value.shape).astype(var.value.dtype)
+    if w.size != var.size or [d for d in w.shape if d != 1] != [d for d in var.shape if d != 1]:
+      raise ValueError(f"{name}: shape {w.shape} does not fit {var.shape}")
+    var.set_value(jnp.asarray(np.reshape(w, var.shape), var.dtype))
 
 
 def guess_model(path: str) -> str:
