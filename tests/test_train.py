@@ -1,6 +1,5 @@
 """The training system end to end: jaxtag.main on the smoke config, exact resume after kill -9, SIGTERM,
 the NaN guard, and data-parallel equivalence of 1 and 8 devices."""
-import os
 import signal
 import subprocess
 import sys
@@ -43,7 +42,6 @@ def final_state(workdir):
   _, params, rest = step_lib.split_model(model)
   like = step_lib.init_state(params, rest, step_lib.optimizer())
   ckpts = checkpoint.Checkpoints(workdir, keep=3)
-  import grain  # noqa: F401  (the data iterator item is not restored here)
   import orbax.checkpoint as ocp
   step = ckpts.latest_step()
   out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(checkpoint.abstract(like))))
