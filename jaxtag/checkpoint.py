@@ -27,8 +27,13 @@ from jaxtag import step as step_lib
 
 
 def _manager(path, keep: int) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(epath.Path(path), options=ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True))
+  """An async manager whose multi-process barriers are named after its directory: ``latest`` and ``best``
+  save the same step at the same time, and with one shared prefix their barriers collide
+  ("Barrier _async_write_complete.<step> is already ongoing")."""
+  path = epath.Path(path)
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=path.name)))
 
 
 def abstract(tree):
