@@ -20,6 +20,7 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import nnx
 
@@ -62,11 +63,21 @@ class Checkpoints:
         state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(host)))
 
   def restore_latest(self, state_like, data_iter):
-    """Restores the newest step into ``data_iter`` (in place) and returns ``(step, state, host)``."""
+    """Restores the newest step into ``data_iter`` (in place) and returns ``(step, state, host)``.
+
+    The iterator state is one file per process, ``process_<i>-of-<n>.json``. A checkpoint written by a
+    different number of processes has none for this layout (each process now reads a different shard), so
+    the train state and schedule resume exactly and the data stream starts over (see BUILD_NOTES)."""
     step = self.latest.latest_step()
-    out = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract(state_like)), data_iter=grain.checkpoint.CheckpointRestore(data_iter),
-        host=ocp.args.JsonRestore()))
+    items = {"state": ocp.args.StandardRestore(abstract(state_like)), "host": ocp.args.JsonRestore()}
+    index, count = jax.process_index(), jax.process_count()
+    if (self.latest.directory / str(step) / "data_iter" / f"process_{index}-of-{count}.json").exists():
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    else:
+      logging.warning("checkpoint %d holds no data-iterator state for %d processes (written by a different "
+                      "process count): parameters, optimizer, RNG and schedule resume exactly; the data stream "
+                      "restarts from the beginning of this process's new shard", step, count)
+    out = self.latest.restore(step, args=ocp.args.Composite(**items))
     return step, out["state"], dict(out["host"])
 
   def wait(self) -> None:
