@@ -5,6 +5,8 @@ compiles, on whatever backend is present (CPU is fine: the HLO FLOP count does n
 the forward pass (inference) and the full train step (forward, backward, Adam) of each registered paper
 model at ``--batch`` chunks, prints a table and appends one JSON record per model to ``--out``. The train
 step's count is what a training chunk costs; step time on a chip is ``batch * flops / (peak * MFU)``.
+``train_temp_mb_per_chunk`` (XLA's temporary buffers of the train step, on this backend) bounds the
+per-device batch that fits in accelerator memory.
 """
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def measure(name: str, batch: int) -> dict:
   n_params = sum(int(x.size) for x in jax.tree.leaves(params))
   return {"model": name, "config": f"{module.replace('.', '/')}.py:{arg}", "chunk_seconds": config.data.chunk_seconds,
           "params": n_params, "batch": batch, "forward_gflops_per_chunk": _flops(fwd) / batch / 1e9,
-          "train_gflops_per_chunk": _flops(train) / batch / 1e9, "compile_s": round(time.perf_counter() - t0, 1),
+          "train_gflops_per_chunk": _flops(train) / batch / 1e9,
+          "train_temp_mb_per_chunk": train.memory_analysis().temp_size_in_bytes / batch / 2**20, "compile_s": round(time.perf_counter() - t0, 1),
           "backend": jax.default_backend(), "jax": jax.__version__, "host": platform.node()}
 
 
@@ -68,10 +71,12 @@ def main():
   parser.add_argument("--only", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
   args = parser.parse_args()
   rows = [measure(name, args.batch) for name in args.only.split(",")]
-  print(f"{'model':22s} {'chunk':>6s} {'params':>10s} {'fwd GFLOP/chunk':>16s} {'train GFLOP/chunk':>18s} {'ratio':>6s}")
+  print(f"{'model':22s} {'chunk':>6s} {'params':>10s} {'fwd GFLOP/chunk':>16s} {'train GFLOP/chunk':>18s} "
+        f"{'ratio':>6s} {'train MB/chunk':>15s}")
   for r in rows:
     print(f"{r['model']:22s} {r['chunk_seconds']:5.1f}s {r['params']:10,d} {r['forward_gflops_per_chunk']:16.2f} "
-          f"{r['train_gflops_per_chunk']:18.2f} {r['train_gflops_per_chunk'] / r['forward_gflops_per_chunk']:6.2f}")
+          f"{r['train_gflops_per_chunk']:18.2f} {r['train_gflops_per_chunk'] / r['forward_gflops_per_chunk']:6.2f} "
+          f"{r['train_temp_mb_per_chunk']:15.0f}")
   with open(args.out, "a") as f:
     for r in rows:
       f.write(json.dumps({**r, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
