@@ -65,10 +65,10 @@ def two_process_run(tmp_path_factory, corpus_cache):
   return root
 
 
-def reference_losses(cache, steps: int):
-  """The 1-process, 8-device reference fed the concatenation of both processes' local batches: per-step
-  losses, the state after each step, and the first loss with the two halves swapped (to show that the
-  comparison can tell the order apart)."""
+def reference_losses(cache, steps: int, devices=None):
+  """The 1-process reference (all 8 devices, or ``devices``) fed the concatenation of both processes' local
+  batches: per-step losses, the state after each step, and the first loss with the two halves swapped (to
+  show that the comparison can tell the order apart)."""
   from configs import smoke
   from jaxtag.data import index as index_lib, pipeline
   config = smoke.get_config()
@@ -81,7 +81,7 @@ def reference_losses(cache, steps: int):
     node[leaf] = type(node[leaf])(value)
   index = index_lib.load_songs(config.data)
   train_songs = index.split("train")
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(devices)
   graphdef, params, rest = step_lib.split_model(checkpoint.new_model(config, len(index.tags), seed=config.seed))
   tx = step_lib.optimizer()
   state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
@@ -121,11 +121,12 @@ def state_at(workdir, step: int):
 
 
 def test_two_processes_match_one_process_on_the_same_global_batches(two_process_run, corpus_cache):
-  """Tolerances: the first two losses and the state after step 2 must agree to float precision (a wrong
-  batch half, per-process BatchNorm statistics or a missing gradient all-reduce change them by percent).
-  Later steps drift slightly: gloo sums the 8 devices' gradients in a different order than one process, and
-  Adam's normalised update (about sign(g) in the first steps) turns those ulp differences in near-zero
-  gradients into lr-sized ones, so the loss drifts by ~1e-4 relative after a few steps."""
+  """Losses: the first two agree to float precision (a wrong batch half, per-process BatchNorm statistics or a
+  missing gradient all-reduce change them by far more: see the swapped-halves control); later ones within 3e-3.
+  State after step 2: gloo sums gradients in another order than one process, and in a few layers (here two
+  timbral branches) Adam's near-sign first updates turn such ulp differences into lr-sized ones; a 1-device
+  and an 8-device run of one process differ there in the same way. So the yardstick is the same computation on *one* device: the 2-process state must be no further from
+  the 8-device reference than the 1-device run is (plus 1e-4 of each leaf's scale)."""
   records = metrics.read_jsonl(two_process_run / "run" / "metrics.jsonl")
   losses = [r["loss"] for r in records if "loss" in r]
   assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]   # written once: by process 0 only
@@ -133,11 +134,12 @@ def test_two_processes_match_one_process_on_the_same_global_batches(two_process_
   np.testing.assert_allclose(losses[:2], ref_losses[:2], rtol=1e-5)
   np.testing.assert_allclose(losses, ref_losses, rtol=3e-3)
   assert abs(swapped_loss - losses[0]) > 1e-3 * losses[0], (swapped_loss, losses[0])   # other dropout rows
+  one_device = reference_losses(corpus_cache, 2, devices=jax.devices()[:1])[1][2]
   leaves = state_at(two_process_run / "run", 2)
-  assert len(leaves) == len(ref_leaves[2])
-  for a, b in zip(leaves, ref_leaves[2]):
+  assert len(leaves) == len(ref_leaves[2]) == len(one_device)
+  for a, b, c in zip(leaves, ref_leaves[2], one_device):
     if a.dtype.kind == "f":
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()) + 1e-8)
+      np.testing.assert_array_less(np.abs(a - b).max(), 2 * np.abs(c - b).max() + 1e-4 * np.abs(b).max() + 1e-8)
     else:
       np.testing.assert_array_equal(a, b)
   vals = [r for r in records if "val/roc_auc" in r]
