@@ -51,7 +51,13 @@ class Checkpoints:
     self.best = _manager(workdir / "best", 1)
 
   def latest_step(self) -> int | None:
-    return self.latest.latest_step()
+    """The newest complete step; with several processes, checked to be the same on all (each lists the
+    directory itself, and a disagreement would otherwise hang the collective restore)."""
+    step = self.latest.latest_step()
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.assert_equal(-1 if step is None else step, "processes see different latest checkpoints")
+    return step
 
   def save(self, step: int, state, data_iter, host: dict) -> None:
     self.latest.save(step, force=True, args=ocp.args.Composite(

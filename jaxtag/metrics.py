@@ -72,7 +72,7 @@ class _RewrittenJsonl:
   in memory and the whole object is rewritten at most every ``every_s`` seconds and on ``close``."""
 
   def __init__(self, path: epath.Path, every_s: float = 60.0):
-    self._path, self._every_s, self._last = path, every_s, 0.0
+    self._path, self._every_s, self._last = path, every_s, time.monotonic()
     self._text = path.read_text() if path.exists() else ""   # a resumed run continues the same file
 
   def write(self, text: str) -> None:
