@@ -1,6 +1,5 @@
 """The training system end to end: jaxtag.main on the smoke config, exact resume after kill -9, SIGTERM,
 the NaN guard, and data-parallel equivalence of 1 and 8 devices."""
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from jaxtag import step as step_lib
 
 TINY = ["--config.data.generated_n=32", "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1",
         "--config.train.global_batch_size=16", "--config.eval.batch_size=16", "--config.eval.max_songs=6",
-        "--config.train.log_every=2", "--config.train.metrics_every=2"]
+        "--config.train.log_every=2", "--config.train.metrics_every=2", "--config.train.learning_rate=0.003"]
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +42,6 @@ def final_state(workdir):
   _, params, rest = step_lib.split_model(model)
   like = step_lib.init_state(params, rest, step_lib.optimizer())
   ckpts = checkpoint.Checkpoints(workdir, keep=3)
-  import grain  # noqa: F401  (the data iterator item is not restored here)
   import orbax.checkpoint as ocp
   step = ckpts.latest_step()
   out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(checkpoint.abstract(like))))
@@ -69,21 +67,24 @@ def wait_for(predicate, proc, timeout=300):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, corpus_cache):
-  """An uninterrupted run of 2N = 12 steps with validation every 6 (also the end-to-end test)."""
+  """An uninterrupted run of 2N = 40 steps with validation every 20 (also the end-to-end test)."""
   workdir = tmp_path_factory.mktemp("full")
-  run_main(workdir, corpus_cache, "--config.train.steps=12", "--config.train.checkpoint_every=6",
-           "--config.train.eval_every=6")
+  run_main(workdir, corpus_cache, *RESUME_ARGS)
   return workdir
+
+
+RESUME_ARGS = ["--config.train.steps=40", "--config.train.checkpoint_every=20", "--config.train.eval_every=20",
+               "--config.train.log_every=10"]
 
 
 def test_end_to_end_smoke_run(full_run):
   records = metrics.read_jsonl(full_run / "metrics.jsonl")
-  losses = [r["loss"] for r in records if "loss" in r]
-  assert len(losses) == 6 and losses[-1] < losses[0], losses
+  losses = [r["loss"] for r in records if "loss" in r]   # means over 10 steps each
+  assert len(losses) == 4 and losses[-1] < losses[0] - 0.05, losses
   vals = [r for r in records if "val/roc_auc" in r]
-  assert [r["step"] for r in vals] == [6, 12]
+  assert [r["step"] for r in vals] == [20, 40]
   assert all(0.0 <= r["val/roc_auc"] <= 1.0 and 0.0 < r["val/pr_auc"] <= 1.0 for r in vals)
-  assert sorted(int(p.name) for p in (full_run / "checkpoints").iterdir() if p.name.isdigit()) == [6, 12]
+  assert sorted(int(p.name) for p in (full_run / "checkpoints").iterdir() if p.name.isdigit()) == [20, 40]
   assert any(p.name.isdigit() for p in (full_run / "best").iterdir())
   assert (full_run / "config.json").exists() and (full_run / "tensorboard").is_dir()
   assert any(r.get("chunks_per_s", 0) > 0 for r in records)
@@ -91,21 +92,21 @@ def test_end_to_end_smoke_run(full_run):
 
 def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
   workdir = tmp_path / "killed"
-  args = ["--config.train.steps=12", "--config.train.checkpoint_every=6", "--config.train.eval_every=6"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args, "--config.train.stall_at=6"), cwd=ROOT,
+  args = [*RESUME_ARGS, "--config.train.stall_at=20"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
-    wait_for(lambda: (workdir / "checkpoints" / "6").is_dir(), proc)
+    wait_for(lambda: (workdir / "checkpoints" / "20").is_dir(), proc)
     time.sleep(0.5)
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
   assert proc.returncode == -signal.SIGKILL
-  resumed = run_main(workdir, corpus_cache, *args, "--config.train.stall_at=6")
-  assert "resumed from" in resumed.stderr and "checkpoints/6" in resumed.stderr
+  resumed = run_main(workdir, corpus_cache, *args)
+  assert "resumed from" in resumed.stderr and "checkpoints/20" in resumed.stderr
   step_a, leaves_a = final_state(full_run)
   step_b, leaves_b = final_state(workdir)
-  assert step_a == step_b == 12
+  assert step_a == step_b == 40
   assert len(leaves_a) == len(leaves_b)
   for a, b in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(a, b)

@@ -28,8 +28,9 @@ BAD_REASONS = (
 )
 MIN_RATE, MAX_RATE = 4000, 384000
 SILENCE_PEAK = 1e-4
-# A truncated MP3 may lose one frame of padding without being broken; allow that much slack.
-TRUNCATION_SLACK = 2048
+# MP3 frame counts are estimates (encoder padding, ID3 tags, VBR without a Xing header): only a shortfall
+# beyond both a few codec frames and 2 % of the declared length counts as truncation.
+TRUNCATION_SLACK, TRUNCATION_FRACTION = 2048, 0.02
 
 
 class DecodeError(Exception):
@@ -77,7 +78,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
   audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
   if audio.shape[0] == 0:
     raise DecodeError("empty", path, "no frames")
-  if 0 < declared < 2**62 and audio.shape[0] + TRUNCATION_SLACK < declared:
+  if 0 < declared < 2**62 and audio.shape[0] + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
     raise DecodeError("truncated", path, f"{audio.shape[0]} of {declared} frames")
   mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
   if not np.isfinite(mono).all():

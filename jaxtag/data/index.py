@@ -93,7 +93,7 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
     return index
   if train_size > len(train):
     raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
-  keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib._stable_hash("train_size", s.id))[:train_size]}
+  keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index
 

@@ -21,7 +21,7 @@ from etils import epath
 SPLITS = ("train", "valid", "test")
 
 
-def _stable_hash(*parts) -> int:
+def stable_hash(*parts) -> int:
   """Process- and platform-independent hash (Python's hash() is salted per process)."""
   return int.from_bytes(hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
 
@@ -34,7 +34,7 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
   """
   keys = [a if a is not None else f"__row{i}" for i, a in enumerate(artists)]
   sizes = Counter(keys)
-  order = sorted(sizes, key=lambda a: _stable_hash(seed, a))
+  order = sorted(sizes, key=lambda a: stable_hash(seed, a))
   n, assigned, filled = len(keys), {}, {"test": 0, "valid": 0}
   want = {"test": fractions[2] * n, "valid": fractions[1] * n}
   for a in order:
@@ -84,7 +84,7 @@ def targets_matrix(rows: list[dict], tags: list[str], graded: bool, path: str) -
   col = {t: j for j, t in enumerate(tags)}
   y = np.zeros((len(rows), len(tags)), np.float32)
   for i, r in enumerate(rows):
-    if graded and "targets" in r or "tags" not in r:
+    if (graded and "targets" in r) or "tags" not in r:
       for t, v in r["targets"].items():
         v = float(v)
         if not 0.0 <= v <= 1.0 or t not in col:
