@@ -54,7 +54,7 @@ for pid in "${pids[@]}"; do running[$pid]=1; done
 while ((${#running[@]} > 0)); do
   rc=0 done_pid=""
   wait -n -p done_pid "${!running[@]}" || rc=$?
-  [[ -z "$done_pid" ]] && continue   # woken by a forwarded signal, not by an exit
+  [[ -z "${done_pid:-}" ]] && continue   # woken by a trapped signal (wait unsets done_pid), not by an exit
   unset "running[$done_pid]"
   if ((rc != 0 && status == 0)); then
     status=$rc

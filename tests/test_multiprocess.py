@@ -190,3 +190,21 @@ def test_one_process_resumes_a_two_process_checkpoint(two_process_run, tmp_path,
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "checkpoints/4" in proc.stderr and "holds no data-iterator state for 1 processes" in proc.stderr
   assert final_state(workdir)[0] == 5
+
+
+def test_sigterm_to_the_launcher_stops_both_processes_at_one_saved_step(tmp_path, corpus_cache):
+  """Preemption: SIGTERM reaches every process, they agree on a step, save it together and exit 0."""
+  workdir, logs = tmp_path / "run", tmp_path / "logs"
+  proc = subprocess.Popen(launch_cmd(workdir, corpus_cache, logs, "--config.train.steps=400",
+                                     "--config.train.checkpoint_every=1000"), cwd=ROOT, env=launch_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+  wait_for(lambda: (workdir / "metrics.jsonl").exists() and (workdir / "metrics.jsonl").stat().st_size > 0, proc)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert len(saved) == 1 and 0 < saved[0] < 400
+  for i in range(2):
+    assert f"saved step {saved[0]}, exiting" in (logs / f"process_{i}.log").read_text()
+  assert sorted(p.name for p in (workdir / "checkpoints" / str(saved[0]) / "data_iter").glob("*.json")) == [
+      "process_0-of-2.json", "process_1-of-2.json"]
