@@ -23,7 +23,8 @@ import pytest
 from conftest import ROOT
 from jaxtag import checkpoint, metrics, sharding
 from jaxtag import step as step_lib
-from test_train import TINY, corpus_cache, final_state, main_cmd, numpy_leaves, wait_for  # noqa: F401
+from test_train import (TINY, corpus_cache, final_state, main_cmd, numpy_leaves,  # noqa: F401
+                        sigterm_once_training, wait_for)
 
 STEPS = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.eval_every=1000",
          "--config.train.log_every=1", "--config.train.metrics_every=1", "--config.eval.max_songs=4",
@@ -198,13 +199,8 @@ def test_sigterm_to_the_launcher_stops_both_processes_at_one_saved_step(tmp_path
   proc = subprocess.Popen(launch_cmd(workdir, corpus_cache, logs, "--config.train.steps=400",
                                      "--config.train.checkpoint_every=1000"), cwd=ROOT, env=launch_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-  wait_for(lambda: (workdir / "metrics.jsonl").exists() and (workdir / "metrics.jsonl").stat().st_size > 0, proc)
-  proc.send_signal(signal.SIGTERM)
-  _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
-  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-  assert len(saved) == 1 and 0 < saved[0] < 400
+  step, _ = sigterm_once_training(proc, workdir)   # SIGTERM to the launcher, which forwards it
   for i in range(2):
-    assert f"saved step {saved[0]}, exiting" in (logs / f"process_{i}.log").read_text()
-  assert sorted(p.name for p in (workdir / "checkpoints" / str(saved[0]) / "data_iter").glob("*.json")) == [
+    assert f"saved step {step}, exiting" in (logs / f"process_{i}.log").read_text()
+  assert sorted(p.name for p in (workdir / "checkpoints" / str(step) / "data_iter").glob("*.json")) == [
       "process_0-of-2.json", "process_1-of-2.json"]
