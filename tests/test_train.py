@@ -1,5 +1,6 @@
 """The training system end to end: jaxtag.main on the smoke config, exact resume after kill -9, SIGTERM,
 the NaN guard, and data-parallel equivalence of 1 and 8 devices."""
+import os
 import signal
 import subprocess
 import sys
@@ -93,13 +94,13 @@ def test_end_to_end_smoke_run(full_run):
 def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
   workdir = tmp_path / "killed"
   args = [*RESUME_ARGS, "--config.train.stall_at=20"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT,
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     wait_for(lambda: (workdir / "checkpoints" / "20").is_dir(), proc)
     time.sleep(0.5)
-  finally:
-    proc.send_signal(signal.SIGKILL)
+  finally:   # the whole process group, grain's loader workers too, as when a machine is lost
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
   assert proc.returncode == -signal.SIGKILL
   resumed = run_main(workdir, corpus_cache, *args)
