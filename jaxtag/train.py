@@ -124,7 +124,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   graphdef, params, rest = step_lib.split_model(model)
   n_params = metrics.log_parameter_overview(params)
   tx = step_lib.optimizer()
-  state = jax.device_put(step_lib.init_state(params, rest, tx), repl)
+  state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
   del model, params, rest
 
   train_iter = pipeline.train_iterator(config.data, train_songs, local_batch=local_batch, seed=config.seed,

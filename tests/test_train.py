@@ -43,7 +43,6 @@ def final_state(workdir):
   _, params, rest = step_lib.split_model(model)
   like = step_lib.init_state(params, rest, step_lib.optimizer())
   ckpts = checkpoint.Checkpoints(workdir, keep=3)
-  import grain  # noqa: F401  (the data iterator item is not restored here)
   import orbax.checkpoint as ocp
   step = ckpts.latest_step()
   out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(checkpoint.abstract(like))))
@@ -95,13 +94,13 @@ def test_end_to_end_smoke_run(full_run):
 def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
   workdir = tmp_path / "killed"
   args = [*RESUME_ARGS, "--config.train.stall_at=20"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT,
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     wait_for(lambda: (workdir / "checkpoints" / "20").is_dir(), proc)
     time.sleep(0.5)
-  finally:
-    proc.send_signal(signal.SIGKILL)
+  finally:   # the whole process group, grain's loader workers too, as when a machine is lost
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
   assert proc.returncode == -signal.SIGKILL
   resumed = run_main(workdir, corpus_cache, *args)
@@ -114,22 +113,29 @@ def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
     np.testing.assert_array_equal(a, b)
 
 
-def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
-  workdir = tmp_path / "term"
-  args = ["--config.train.steps=400", "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+def sigterm_once_training(proc, workdir, steps: int = 400):
+  """SIGTERM to ``proc`` once ``workdir`` has metrics; checks exit status 0 and exactly one checkpoint saved
+  before ``steps``; returns ``(saved_step, stderr)`` (also used by the multi-process tests)."""
   wait_for(lambda: (workdir / "metrics.jsonl").exists() and (workdir / "metrics.jsonl").stat().st_size > 0, proc)
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
   saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-  assert len(saved) == 1 and 0 < saved[0] < 400
-  assert f"saved step {saved[0]}" in err
-  again = run_main(workdir, corpus_cache, f"--config.train.steps={saved[0] + 2}",
+  assert len(saved) == 1 and 0 < saved[0] < steps
+  return saved[0], err
+
+
+def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
+  workdir = tmp_path / "term"
+  args = ["--config.train.steps=400", "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  step, err = sigterm_once_training(proc, workdir)
+  assert f"saved step {step}" in err
+  again = run_main(workdir, corpus_cache, f"--config.train.steps={step + 2}",
                    "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000")
-  assert f"checkpoints/{saved[0]}" in again.stderr
-  assert final_state(workdir)[0] == saved[0] + 2
+  assert f"checkpoints/{step}" in again.stderr
+  assert final_state(workdir)[0] == step + 2
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, corpus_cache):

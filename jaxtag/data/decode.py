@@ -6,11 +6,13 @@ reason and the counts reach the trainer's metrics. Numpy-only: this runs inside 
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 import soundfile as sf
 import soxr
+from etils import epath
 
 # Order is part of the contract: the pipeline's ``bad`` array has one column per reason, in this order.
 BAD_REASONS = (
@@ -46,12 +48,20 @@ class DecodeError(Exception):
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError."""
-  if not os.path.exists(path):
+  source = path
+  if "://" in path:   # gs:// etc. through etils.epath: one whole-object read, decoded from memory
+    remote = epath.Path(path)
+    if not remote.exists():
+      raise DecodeError("missing", path)
+    source = io.BytesIO(remote.read_bytes())
+    if not source.getbuffer().nbytes:
+      raise DecodeError("empty", path, "0 bytes")
+  elif not os.path.exists(path):
     raise DecodeError("missing", path)
-  if os.path.getsize(path) == 0:
+  elif os.path.getsize(path) == 0:
     raise DecodeError("empty", path, "0 bytes")
   try:
-    f = sf.SoundFile(path)
+    f = sf.SoundFile(source)
   except sf.LibsndfileError as e:
     reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
     raise DecodeError(reason, path, str(e)) from None

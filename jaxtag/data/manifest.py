@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
-import os
 from collections import Counter
 
 import numpy as np
+from etils import epath
 
 SPLITS = ("train", "valid", "test")
 
@@ -46,11 +47,11 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
 
 def read_rows(path: str) -> list[dict]:
   """Manifest rows as dicts (JSONL or CSV, by extension)."""
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     raise FileNotFoundError(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
   rows = []
   if path.endswith(".csv"):
-    with open(path, newline="") as f:
+    with io.StringIO(epath.Path(path).read_text(), newline="") as f:
       for row in csv.DictReader(f):
         row = {k: v for k, v in row.items() if v not in ("", None)}
         if "tags" in row:
@@ -59,7 +60,7 @@ def read_rows(path: str) -> list[dict]:
           row["targets"] = json.loads(row["targets"])
         rows.append(row)
   else:
-    with open(path) as f:
+    with epath.Path(path).open() as f:
       for line_no, line in enumerate(f, 1):
         if line.strip():
           try:

@@ -10,12 +10,15 @@ Splits:
 from __future__ import annotations
 
 import csv
+import io
 import os
 import pickle
 
 import numpy as np
+from etils import epath
 
 from jaxtag.data.index import Song, SongIndex
+from jaxtag.data.index import join as index_join
 
 SPLITS = ("pons", "clean")
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release
@@ -49,9 +52,9 @@ def load(annotations: str, root: str, split: str, split_lists: str, tags: list[s
   """The MTT SongIndex for ``split`` (``pons`` | ``clean``), targets in the order of ``tags``."""
   if split not in SPLITS:
     raise ValueError(f"unknown data.mtt_split {split!r}; valid: {list(SPLITS)}")
-  if not os.path.exists(annotations):
+  if not epath.Path(annotations).exists():
     raise FileNotFoundError(f"MTT annotations {annotations!r} not found; set --config.data.annotations=PATH")
-  with open(annotations, newline="") as f:
+  with io.StringIO(epath.Path(annotations).read_text(), newline="") as f:
     reader = csv.reader(f, delimiter="\t", quotechar='"')
     header = next(reader)
     rows = [r for r in reader if r]
@@ -71,5 +74,5 @@ def load(annotations: str, root: str, split: str, split_lists: str, tags: list[s
       excluded["not_in_split_lists"] += 1
       continue
     targets = np.array([float(r[c]) for c in cols], np.float32)
-    songs.append(Song(id=clip_id, path=os.path.join(root, mp3), targets=targets, split=s))
+    songs.append(Song(id=clip_id, path=index_join(root, mp3), targets=targets, split=s))
   return SongIndex(tags=list(tags), songs=songs, graded=False, excluded=excluded)
