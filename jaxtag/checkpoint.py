@@ -15,6 +15,7 @@ temporary one is ignored and cleaned up on the next start).
 from __future__ import annotations
 
 import json
+import os
 
 import grain
 import jax
@@ -37,6 +38,12 @@ def _manager(path, keep: int) -> ocp.CheckpointManager:
       multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=path.name)))
 
 
+def absolute(workdir) -> epath.Path:
+  """Orbax needs absolute paths: a relative local workdir is made absolute, a URL (gs://...) is kept."""
+  workdir = str(workdir)
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
+
+
 def abstract(tree):
   """Shape/dtype/sharding skeleton of ``tree``: restores land on the *current* mesh (orbax#648)."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
@@ -46,7 +53,7 @@ class Checkpoints:
   """Latest-N checkpoints with the data iterator, plus the best-by-validation one."""
 
   def __init__(self, workdir: str, keep: int):
-    workdir = epath.Path(workdir)
+    workdir = absolute(workdir)
     self.latest = _manager(workdir / "checkpoints", keep)
     self.best = _manager(workdir / "best", 1)
 

@@ -13,3 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory):
+  """One cache of generated corpora for every test that runs jaxtag.main (each size is generated once)."""
+  return str(tmp_path_factory.mktemp("corpus_cache"))

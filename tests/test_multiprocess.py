@@ -23,8 +23,7 @@ import pytest
 from conftest import ROOT
 from jaxtag import checkpoint, metrics, sharding
 from jaxtag import step as step_lib
-from test_train import (TINY, corpus_cache, final_state, main_cmd, numpy_leaves,  # noqa: F401
-                        sigterm_once_training, wait_for)
+from test_train import TINY, final_state, main_cmd, numpy_leaves, sigterm_once_training, wait_for
 
 STEPS = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.eval_every=1000",
          "--config.train.log_every=1", "--config.train.metrics_every=1", "--config.eval.max_songs=4",

@@ -19,18 +19,13 @@ TINY = ["--config.data.generated_n=32", "--config.data.generated_clip_seconds=3"
         "--config.train.log_every=2", "--config.train.metrics_every=2", "--config.train.learning_rate=0.003"]
 
 
-@pytest.fixture(scope="session")
-def corpus_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("corpus_cache"))
-
-
 def main_cmd(workdir, cache, *overrides):
-  return [sys.executable, "-m", "jaxtag.main", "--config=configs/smoke.py", f"--workdir={workdir}",
+  return [sys.executable, "-m", "jaxtag.main", f"--config={ROOT}/configs/smoke.py", f"--workdir={workdir}",
           f"--config.data.cache_dir={cache}", *TINY, *overrides]
 
 
-def run_main(workdir, cache, *overrides, check=True):
-  proc = subprocess.run(main_cmd(workdir, cache, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=600)
+def run_main(workdir, cache, *overrides, check=True, cwd=ROOT):
+  proc = subprocess.run(main_cmd(workdir, cache, *overrides), cwd=cwd, capture_output=True, text=True, timeout=600)
   if check and proc.returncode:
     raise AssertionError(f"jaxtag.main failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
   return proc
@@ -68,10 +63,11 @@ def wait_for(predicate, proc, timeout=300):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, corpus_cache):
-  """An uninterrupted run of 2N = 40 steps with validation every 20 (also the end-to-end test)."""
-  workdir = tmp_path_factory.mktemp("full")
-  run_main(workdir, corpus_cache, *RESUME_ARGS)
-  return workdir
+  """An uninterrupted run of 2N = 40 steps with validation every 20 (also the end-to-end test), given a relative
+  workdir as in the README."""
+  parent = tmp_path_factory.mktemp("full")
+  run_main("runs/full", corpus_cache, *RESUME_ARGS, cwd=parent)
+  return parent / "runs" / "full"
 
 
 RESUME_ARGS = ["--config.train.steps=40", "--config.train.checkpoint_every=20", "--config.train.eval_every=20",

@@ -112,7 +112,7 @@ def import_musicnn(weights: str, out: str, name: str | None = None):
   model = registry.build_model(config.model, len(tags), sample_rate=config.data.sample_rate,
                                rngs=nnx.Rngs(params=0, dropout=1))
   load_into_model(weights, model)
-  checkpoint.save_inference_checkpoint(os.path.abspath(out), config, model, tags)
+  checkpoint.save_inference_checkpoint(out, config, model, tags)
   return config, model
 
 
