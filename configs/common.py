@@ -166,10 +166,10 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.backend_filters, c.model.backend_units = 32, 64
   c.model.width = 0.25
   c.train.global_batch_size = 32
-  c.train.steps = 300
-  c.train.learning_rate = 2e-3     # 300 steps is a short budget; the paper's 1e-3 reaches the same place later
-  c.train.eval_every = 100
-  c.train.checkpoint_every = 50
+  c.train.steps = 600
+  c.train.learning_rate = 2e-3     # 600 steps is a short budget; the paper's 1e-3 reaches the same place later
+  c.train.eval_every = 200
+  c.train.checkpoint_every = 100
   c.train.log_every = 20
   c.train.plateau_patience = 3
   c.train.loss = "bce"
