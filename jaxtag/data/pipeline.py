@@ -9,8 +9,10 @@ A bad song is replaced by another song drawn from that same RNG and counted in `
 Eval: every song of this process's share (``p::process_count``), all non-overlapping chunks, re-batched
 in the main process to a fixed batch with ``song = -1`` padding rows.
 
-Audio comes from a ``SongReader`` (song index -> decoded audio): the seam where a reader of packed
-ArrayRecord shards slots in and yields identical chunks for identical seeds. Workers stay numpy-only.
+Audio comes from a ``SongReader`` (song index -> decoded audio, or one random chunk of it): audio files,
+or ``packed.PackedReader`` when ``data.packed_dir`` holds the split, which yields identical chunks for
+identical seeds. Worker and thread counts of -1 are resolved from the machine (``tuning.py``). Workers stay
+numpy-only.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 import grain
 from absl import logging
 
+from jaxtag.data import tuning
 from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
 
 MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
@@ -111,9 +114,10 @@ def chunk_len(data_cfg) -> int:
 
 
 def _prefetch(ds: grain.IterDataset, data_cfg) -> grain.IterDataset:
-  if data_cfg.num_workers > 0:
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.num_workers,
-                                                     per_worker_buffer_size=data_cfg.worker_buffer_size))
+  settings = tuning.resolve(data_cfg)
+  if settings["num_workers"] > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=settings["num_workers"],
+                                                     per_worker_buffer_size=settings["worker_buffer_size"]))
   return ds
 
 
@@ -128,7 +132,8 @@ def train_dataset(data_cfg, songs, *, local_batch: int, seed: int, process_index
   ds = (grain.MapDataset.range(len(shard) * data_cfg.chunks_per_song).seed(seed).shuffle().repeat(None)
         .random_map(_RandomChunk(reader, targets, data_cfg.chunks_per_song))
         .batch(local_batch, drop_remainder=True))
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads, prefetch_buffer_size=2 * local_batch))
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=tuning.resolve(data_cfg)["read_threads"],
+                                            prefetch_buffer_size=2 * local_batch))
   return _prefetch(ds, data_cfg)
 
 
@@ -172,7 +177,8 @@ class EvalBatches:
     self.batch, self.sample_len = batch, chunk_len(data_cfg)
     reader = song_reader(data_cfg, songs)
     ds = grain.MapDataset.range(len(songs))[process_index::process_count].map(_SongChunks(reader))
-    self._ds = _prefetch(ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads)), data_cfg)
+    read = grain.ReadOptions(num_threads=tuning.resolve(data_cfg)["read_threads"])
+    self._ds = _prefetch(ds.to_iter_dataset(read), data_cfg)
     self.bad_counts, self.bad_songs, self.chunks = {}, [], 0
 
   def __iter__(self):
