@@ -9,7 +9,6 @@ return normally (exit 0), which is what a preempted TPU VM needs.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import signal
@@ -115,7 +114,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   val_targets = np.stack([s.targets for s in val_songs]) if val_songs else None
 
   mesh = sharding.make_mesh()
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  repl = sharding.replicated(mesh)
   local_batch = sharding.local_batch_size(tc.global_batch_size, mesh)
   sharding.local_batch_size(config.eval.batch_size, mesh)   # fail at start, not at the first validation
   if is_main:
@@ -146,9 +145,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                config.model.name, n_params, len(train_songs), len(index.tags), mesh.devices.size,
                tc.global_batch_size, start, tc.steps)
 
-  train_step = jax.jit(functools.partial(step_lib.train_step, graphdef=graphdef, tx=tx, loss_kind=tc.loss,
-                                         l2=float(tc.l2)),
-                       in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
+  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2))
   eval_fn = inference.make_eval_fn(graphdef, mesh)
   progress = metrics.Progress(tc.steps, tc.global_batch_size, start)
   stop = _StopFlag().install()
