@@ -13,3 +13,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+
+def data_config(**data):
+  """A data config for in-process pipeline tests: 1-s chunks, no worker processes, one read thread."""
+  from configs import common
+  c = common.base_config()
+  c.data.chunk_seconds, c.data.num_workers, c.data.read_threads = 1.0, 0, 1
+  c.data.update(data)
+  return c.data
