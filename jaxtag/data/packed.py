@@ -28,7 +28,9 @@ import json
 import os
 import struct
 
+import grain
 import numpy as np
+import soundfile as sf
 
 from jaxtag.data.decode import BAD_REASONS, DecodeError
 from jaxtag.data.pipeline import SongReader
@@ -66,7 +68,6 @@ def encode(song_id: str, targets: np.ndarray, audio: np.ndarray | None, encoding
     payload = np.ascontiguousarray(audio, np.float32).tobytes()
   elif enc == "flac":
     buf = io.BytesIO()
-    import soundfile as sf
     sf.write(buf, to_pcm16(audio), sample_rate, format="FLAC", subtype="PCM_16")
     payload = buf.getvalue()
   n = 0 if audio is None else len(audio)
@@ -92,7 +93,6 @@ def decode_record(record: bytes, start: int = 0, count: int | None = None) -> di
   elif enc == "float32":
     audio = np.frombuffer(record, np.float32, count, off + 4 * start).copy()
   elif enc == "flac":
-    import soundfile as sf
     with sf.SoundFile(io.BytesIO(record[off:])) as f:
       f.seek(start)
       audio = f.read(count, dtype="int16").astype(np.float32) * PCM_SCALE
@@ -118,7 +118,6 @@ class PackedReader(SongReader):
   """
 
   def __init__(self, directory: str, ids: list[str], sample_rate: int, chunk_len: int, short_policy: str):
-    import grain
     meta = json.loads(open(os.path.join(directory, "pack.json")).read())
     if meta["sample_rate"] != sample_rate:
       raise ValueError(f"{directory} was packed at {meta['sample_rate']} Hz, the config wants {sample_rate} Hz")

@@ -1,9 +1,10 @@
 """Loader settings from the machine: ``data.num_workers`` / ``data.read_threads`` of ``-1`` (the default) mean auto.
 
-Why these rules (measured on the 2-core CPU, BUILD_NOTES "Throughput"): decoding audio files costs ~3-10 ms
-of CPU per 3-s chunk, so file reading wants every core but the one that runs the step (``cpus - 1``
-workers); a packed chunk is a slice and an int16 -> float32 conversion (~0.05 ms), so a few workers keep
-any accelerator fed and more only cost start-up time and memory (``cpus // 4``, at most 8). Threads
+Why these rules (measured on the 2-core CPU, BUILD_NOTES "Throughput"): a chunk from an audio file costs a
+decode of the whole song (1-14 ms for an 8-s FLAC), so file reading wants every core but the one that runs
+the step (``cpus - 1`` workers); a packed chunk is one record read, a slice and an int16 -> float32
+conversion (0.06-0.2 ms), so a few workers keep any accelerator fed and more only cost start-up time and
+memory (``cpus // 4``, at most 8). Threads
 inside a worker overlap I/O, which matters for records on network storage more than for decoding.
 
 The train iterator's checkpointed state depends on ``num_workers`` (jax_stack §4.3), so a trainer must
