@@ -10,13 +10,13 @@ a resume still continues with the exact next batch.
 from __future__ import annotations
 
 import json
-import os
 
 import grain
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
 from jaxtag import sharding
 from jaxtag.data import tuning
@@ -32,8 +32,8 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   run on. An explicit ``num_workers`` that contradicts the record of a run being resumed fails here, with the
   fix, instead of as a KeyError deep inside grain.
   """
-  path = os.path.join(workdir, LOADER_FILE)
-  stored = json.loads(open(path).read())["num_workers"] if os.path.exists(path) else None
+  path = epath.Path(workdir) / LOADER_FILE   # epath: workdirs may be gs://
+  stored = json.loads(path.read_text())["num_workers"] if path.exists() else None
   requested = int(data_cfg.num_workers)
   if resuming and stored is not None and requested not in (tuning.AUTO, stored):
     raise ValueError(f"{workdir} was trained with data.num_workers={stored} and its checkpoint holds that "
@@ -44,10 +44,8 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   settings = tuning.resolve(out)
   out.num_workers, out.read_threads = settings["num_workers"], settings["read_threads"]
   if write and out.num_workers != stored:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump({"num_workers": out.num_workers, "cpus": tuning.machine_cpus()}, f)
-    os.replace(path + ".tmp", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"num_workers": out.num_workers, "cpus": tuning.machine_cpus()}))
   logging.info("loader: %d workers, %d read threads per worker, %d batches prefetched to the devices%s",
                out.num_workers, out.read_threads, out.device_prefetch, " (pinned by the run)" if stored else "")
   return out
