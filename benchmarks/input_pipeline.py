@@ -8,6 +8,7 @@ Each (chunk length, source, workers) builds a fresh iterator, takes one batch (w
 apart), then times ``--batches`` batches ``--repeats`` times (median). ``read_us`` is the in-process cost of
 one random chunk (``SongReader.read_chunk``): a whole decode + resample for files, a record read and slice
 for packs. Packs of the generated corpus (16-bit FLAC at 16 kHz) are made in ``--pack_dir`` if missing.
+Also times one pass of the eval pipeline (all chunks of every song, in-process) from files and from the pack.
 """
 from __future__ import annotations
 
@@ -87,6 +88,12 @@ def main(argv):
                  "workers": f"{tuning.resolve(d)['num_workers']}{' (auto)' if w == 'auto' else ''}"}
           rows.append({**row, **_rate(d, songs)})
           print(rows[-1], flush=True)
+        t0 = time.perf_counter()
+        ev = pipeline.eval_batches(d, songs, batch=64)
+        for _ in ev:
+          pass
+        rows.append({"source": source, "what": "eval pass", "chunk_s": chunk,
+                     "chunks_per_s": round(ev.chunks / (time.perf_counter() - t0), 1)})
   harness.report("input_pipeline", rows, ["source", "what", "chunk_s", "workers", "chunks_per_s", "first_batch_s",
                                           "read_us", "pack_s", "mb_per_audio_hour", "encodings"], FLAGS.json_out,
                  {"corpus": f"{FLAGS.n} x {FLAGS.clip_seconds:g} s generated FLAC", "batch": FLAGS.batch,

@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = -1               # grain worker processes; -1: from the machine, pinned in the workdir at first start
   d.worker_buffer_size = 2
+  d.eval_num_workers = 0           # eval decode processes; 0 = in-process threads (no start-up per evaluation)
   d.read_threads = -1              # read threads per worker; -1: from the machine (jaxtag/data/tuning.py)
   d.device_prefetch = 2            # global batches a background thread puts on the devices ahead of the step
   d.root = ""                      # audio root directory (mtt, msd, manifest with relative paths)
@@ -119,6 +120,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def new_config(arg: str | None, experiment: str, dataset: str, title: str, chunk_seconds: float):
+  """``(parsed args, base config)`` for one experiment on one data set (the start of every config file)."""
+  args = parse_arg(arg)
+  c = base_config()
+  c.experiment = experiment
+  c.data.dataset, c.data.dataset_title, c.data.chunk_seconds = dataset, title, chunk_seconds
+  return args, c
+
+
 def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) -> ml_collections.ConfigDict:
   """Applies parsed arguments common to all configs (front-end choice, small, model=, steps=, ...)."""
   frontend = "waveform" if args.get("waveform") else "spectrogram" if args.get("spectrogram") else default_frontend
@@ -146,8 +156,8 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks any config to a CPU run on the embedded generated corpus (a few minutes on 2 cores)."""
   c.data.dataset = "generated"
   c.data.dataset_title = "jaxtag generated corpus"
-  c.data.generated_n = 240
-  c.data.generated_clip_seconds = 8.0
+  c.data.generated_n = 480
+  c.data.generated_clip_seconds = 6.0
   c.data.chunk_seconds = 1.5
   c.data.train_size = 0
   c.model.waveform_width = 1
@@ -157,6 +167,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.width = 0.25
   c.train.global_batch_size = 32
   c.train.steps = 300
+  c.train.learning_rate = 2e-3     # 300 steps is a short budget; the paper's 1e-3 reaches the same place later
   c.train.eval_every = 100
   c.train.checkpoint_every = 50
   c.train.log_every = 20

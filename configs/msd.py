@@ -8,12 +8,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  c = common.base_config()
-  c.experiment = "msd"
-  c.data.dataset = "msd"
-  c.data.dataset_title = "Million Song Dataset"
-  c.data.chunk_seconds = 3.0
+  args, c = common.new_config(arg, "msd", "msd", "Million Song Dataset", chunk_seconds=3.0)
   c.model.spectrogram_k = 16
   c.model.waveform_width = 1
   c.train.steps = 1000 * 6302        # ~1,000 epochs of 201,680 songs / 32, as MSD_musicnn trained

@@ -8,12 +8,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  c = common.base_config()
-  c.experiment = "mtt"
-  c.data.dataset = "mtt"
-  c.data.dataset_title = "MagnaTagATune"
-  c.data.chunk_seconds = 3.0
+  args, c = common.new_config(arg, "mtt", "mtt", "MagnaTagATune", chunk_seconds=3.0)
   c.model.spectrogram_k = 8
   c.model.waveform_width = 2 if args.get("small") else 4
   c.train.steps = 600 * 585          # the authors' 600 epochs of 18,706 songs / 32

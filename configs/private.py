@@ -8,13 +8,8 @@ from configs import common
 
 
 def private_config(arg, train_size: int, name: str):
-  args = common.parse_arg(arg)
-  c = common.base_config()
-  c.experiment = name
-  c.data.dataset = "manifest"
-  c.data.dataset_title = "private-style corpus"
+  args, c = common.new_config(arg, name, "manifest", "private-style corpus", chunk_seconds=15.0)
   c.data.train_size = train_size
-  c.data.chunk_seconds = 15.0
   c.model.waveform_layers = 9
   c.model.waveform_width = 1
   c.model.spectrogram_k = 16

@@ -15,11 +15,13 @@ temporary one is ignored and cleaned up on the next start).
 from __future__ import annotations
 
 import json
+import os
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from flax import nnx
 
@@ -27,8 +29,19 @@ from jaxtag import step as step_lib
 
 
 def _manager(path, keep: int) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(epath.Path(path), options=ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True))
+  """An async manager whose multi-process barriers are named after its directory: ``latest`` and ``best``
+  save the same step at the same time, and with one shared prefix their barriers collide
+  ("Barrier _async_write_complete.<step> is already ongoing")."""
+  path = epath.Path(path)
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=path.name)))
+
+
+def absolute(workdir) -> epath.Path:
+  """Orbax needs absolute paths: a relative local workdir is made absolute, a URL (gs://...) is kept."""
+  workdir = str(workdir)
+  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
 
 
 def abstract(tree):
@@ -40,12 +53,18 @@ class Checkpoints:
   """Latest-N checkpoints with the data iterator, plus the best-by-validation one."""
 
   def __init__(self, workdir: str, keep: int):
-    workdir = epath.Path(workdir)
+    workdir = absolute(workdir)
     self.latest = _manager(workdir / "checkpoints", keep)
     self.best = _manager(workdir / "best", 1)
 
   def latest_step(self) -> int | None:
-    return self.latest.latest_step()
+    """The newest complete step; with several processes, checked to be the same on all (each lists the
+    directory itself, and a disagreement would otherwise hang the collective restore)."""
+    step = self.latest.latest_step()
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.assert_equal(-1 if step is None else step, "processes see different latest checkpoints")
+    return step
 
   def save(self, step: int, state, data_iter, host: dict) -> None:
     self.latest.save(step, force=True, args=ocp.args.Composite(
@@ -57,11 +76,21 @@ class Checkpoints:
         state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(host)))
 
   def restore_latest(self, state_like, data_iter):
-    """Restores the newest step into ``data_iter`` (in place) and returns ``(step, state, host)``."""
+    """Restores the newest step into ``data_iter`` (in place) and returns ``(step, state, host)``.
+
+    The iterator state is one file per process, ``process_<i>-of-<n>.json``. A checkpoint written by a
+    different number of processes has none for this layout (each process now reads a different shard), so
+    the train state and schedule resume exactly and the data stream starts over (see BUILD_NOTES)."""
     step = self.latest.latest_step()
-    out = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract(state_like)), data_iter=grain.checkpoint.CheckpointRestore(data_iter),
-        host=ocp.args.JsonRestore()))
+    items = {"state": ocp.args.StandardRestore(abstract(state_like)), "host": ocp.args.JsonRestore()}
+    index, count = jax.process_index(), jax.process_count()
+    if (self.latest.directory / str(step) / "data_iter" / f"process_{index}-of-{count}.json").exists():
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    else:
+      logging.warning("checkpoint %d holds no data-iterator state for %d processes (written by a different "
+                      "process count): parameters, optimizer, RNG and schedule resume exactly; the data stream "
+                      "restarts from the beginning of this process's new shard", step, count)
+    out = self.latest.restore(step, args=ocp.args.Composite(**items))
     return step, out["state"], dict(out["host"])
 
   def wait(self) -> None:

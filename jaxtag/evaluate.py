@@ -49,7 +49,7 @@ def predict_split(workdir: str, split: str = "test", which="best", batch: int = 
   """Runs the model of ``workdir`` over ``split``: ``(Predictions, meta)`` with meta for the report."""
   from jaxtag import checkpoint, inference
   from jaxtag.data import index as index_lib
-  config, model_tags, model, step = checkpoint.load_for_inference(os.path.abspath(workdir), which)
+  config, model_tags, model, step = checkpoint.load_for_inference(workdir, which)
   idx = index_lib.load_songs(config.data)
   songs, train = idx.split(split), idx.split("train")
   if not songs:

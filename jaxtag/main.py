@@ -22,7 +22,9 @@ def main(argv):
   from jaxtag import distributed
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   from jaxtag import train
-  logging.set_verbosity(logging.INFO)
+  import jax
+  # One log for the whole run: processes other than 0 report only warnings and errors.
+  logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -33,7 +33,7 @@ class MetricWriter:
       return
     workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = (workdir / "metrics.jsonl").open("a")
+    self._jsonl = _open_jsonl(workdir / "metrics.jsonl", remote="://" in str(workdir))
     if tensorboard:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(str(workdir / "tensorboard"), flush_secs=30)
@@ -65,6 +65,30 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.close()
     self._jsonl = self._tb = None
+
+
+class _RewrittenJsonl:
+  """Append-only JSON lines on object stores (gs://), which cannot append to an object: the lines are kept
+  in memory and the whole object is rewritten at most every ``every_s`` seconds and on ``close``."""
+
+  def __init__(self, path: epath.Path, every_s: float = 60.0):
+    self._path, self._every_s, self._last = path, every_s, time.monotonic()
+    self._text = path.read_text() if path.exists() else ""   # a resumed run continues the same file
+
+  def write(self, text: str) -> None:
+    self._text += text
+
+  def flush(self, force: bool = False) -> None:
+    if force or time.monotonic() - self._last >= self._every_s:
+      self._path.write_text(self._text)
+      self._last = time.monotonic()
+
+  def close(self) -> None:
+    self.flush(force=True)
+
+
+def _open_jsonl(path: epath.Path, remote: bool):
+  return _RewrittenJsonl(path) if remote else path.open("a")
 
 
 def read_jsonl(path) -> list[dict]:

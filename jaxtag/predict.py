@@ -65,7 +65,7 @@ class Tagger:
     from flax import nnx
     from jaxtag import checkpoint
     from jaxtag import step as step_lib
-    self.config, self.tags, model, self.step = checkpoint.load_for_inference(os.path.abspath(workdir), which)
+    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
     self.sample_rate = int(self.config.data.sample_rate)
     self.chunk = int(round(self.config.data.chunk_seconds * self.sample_rate))
     graphdef, self._params, self._rest = step_lib.split_model(model)

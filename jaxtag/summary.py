@@ -23,7 +23,7 @@ def summarize(config, n_tags: int = 50) -> str:
   """The per-layer table (clu's parameter overview of the ``nnx.Param`` leaves) and ``total_params=N``."""
   model = nnx.eval_shape(lambda: build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
                                              rngs=nnx.Rngs(0)))
-  params = nnx.state(model, nnx.Param).to_pure_dict()
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   stats = sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
   return "\n".join([
       f"model={config.model.name} n_tags={n_tags}",

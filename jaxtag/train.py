@@ -103,8 +103,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   workdir = str(workdir)
   is_main = jax.process_index() == 0
   tc = config.train
-  if tc.best_metric not in ("loss", "roc_auc", "pr_auc"):
-    raise ValueError(f"unknown train.best_metric {tc.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
+  _check_config(config)
   index = index_lib.load_songs(config.data)
   train_songs, val_songs = index.split("train"), index.split(config.eval.split)
   if config.eval.max_songs:
@@ -125,7 +124,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   graphdef, params, rest = step_lib.split_model(model)
   n_params = metrics.log_parameter_overview(params)
   tx = step_lib.optimizer()
-  state = jax.device_put(step_lib.init_state(params, rest, tx), repl)
+  state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
   del model, params, rest
 
   ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep)
@@ -205,6 +204,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.info("run summary: %s", json.dumps(summary))
   writer.close()
   return summary
+
+
+def _check_config(config) -> None:
+  """Config mistakes fail here, before any data is generated or read, naming the valid choices."""
+  from jaxtag.models import registry
+  from jaxtag.data import index as index_lib
+  if config.model.name not in registry.MODELS:
+    raise ValueError(f"unknown model {config.model.name!r}; valid names: {', '.join(registry.MODELS)}")
+  if config.train.best_metric not in ("loss", "roc_auc", "pr_auc"):
+    raise ValueError(f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
+  if config.train.loss not in ("bce", "mse"):
+    raise ValueError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
+  if config.model.dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"unknown model.dtype {config.model.dtype!r}; valid: 'float32', 'bfloat16'")
+  index_lib.validate(config.data)
 
 
 def _fetch_and_guard(pending, state, first_step: int, ckpts) -> list[dict]:

@@ -15,6 +15,15 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory):
+  """One cache of generated corpora for every test that runs jaxtag.main (each size is generated once)."""
+  return str(tmp_path_factory.mktemp("corpus_cache"))
+
+
 def data_config(**data):
   """A data config for in-process pipeline tests: 1-s chunks, no worker processes, one read thread."""
   from configs import common

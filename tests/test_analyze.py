@@ -111,6 +111,6 @@ def test_exclusive_rates_joint_vs_independent(tmp_path):
   assert res["pairs"] == ["east / west"]
   assert [v[0]["both_in_top_k"] for v in res["models"].values()] == [0.0, 1.0]
   md = open(tmp_path / "joint" / "report" / "exclusive_test.md").read()
-  assert "| east / west | 4 | 0.0 | 75.0 | 0.0 | 100.0 |" in md
+  assert "| east / west | 4 | 0.0 | 75.0 | 0.0 | 100.0 | 0.150 | 0.575 |" in md
   with pytest.raises(ValueError, match="unknown tags"):
     exclusive.run([str(tmp_path / "joint")], "test", pairs=["east:north"])

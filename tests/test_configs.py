@@ -45,3 +45,13 @@ def test_misspelt_override_fails_at_start(tmp_path):
                          "--config.train.learning_rat=0.1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "learning_rat" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("override,needle", [("--config.model.name=resnet", "valid names: waveform, spectrogram"),
+                                             ("--config.data.dataset=gtzan", "valid: ['generated'"),
+                                             ("--config.train.loss=hinge", "valid: 'bce', 'mse'")])
+def test_bad_choices_fail_before_any_work(tmp_path, override, needle):
+  proc = subprocess.run([sys.executable, "-m", "jaxtag.main", "--config=configs/smoke.py", f"--workdir={tmp_path}",
+                         override], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-2000:]
+  assert not (tmp_path / "checkpoints").exists()

@@ -88,12 +88,22 @@ def test_generated_corpus_deterministic_tagged_and_cached(corpus, tmp_path):
   assert index.load_songs(d).songs[5].path == idx.songs[5].path   # second call reads the cache
 
 
+def test_racing_corpus_builds_end_with_one_complete_mp3_corpus(tmp_path):
+  import concurrent.futures
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    paths = list(pool.map(lambda _: generate.ensure_corpus(4, 9, 1.0, "mp3", str(tmp_path)), range(2)))
+  assert paths[0] == paths[1] and os.listdir(tmp_path) == [os.path.basename(os.path.dirname(paths[0]))]
+  rows = [json.loads(line) for line in open(paths[0])]
+  audio = decode.load_audio(os.path.join(os.path.dirname(paths[0]), rows[0]["path"]), SR)
+  assert rows[0]["path"].endswith(".mp3") and abs(len(audio) - SR) < 0.1 * SR
+
+
 def _identify(batch, ids):
   assert batch["targets"].sum(axis=1).tolist() == [1.0] * len(batch["targets"])
   return [ids[j] for j in batch["targets"].argmax(axis=1)]
 
 
-def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path):
+def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path, caplog):
   out, path, ids = corpus
   salted = _salt(tmp_path)
   good = _songs(path, ids)
@@ -115,6 +125,9 @@ def test_bad_files_are_skipped_and_counted_by_reason(corpus, tmp_path):
     counts += b["bad"].sum(axis=0)
     assert np.isfinite(b["audio"]).all() and (np.abs(b["audio"]).max(axis=1) > 1e-4).all()
   assert (counts >= 1).all() and set(seen) <= set(ids)
+  logged = [r.getMessage() for r in caplog.records if "skipping bad audio" in r.getMessage()]
+  for reason, bad_path in salted.items():   # once by the eval reader, once by the train reader
+    assert sum(bad_path in m and f"({reason})" in m for m in logged) == 2, (reason, logged)
 
 
 def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
@@ -126,6 +139,7 @@ def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
   d = _cfg()
   per_song, covered = {}, []
   for p in range(2):
+    d.eval_num_workers = 2 * p   # process 1 decodes in worker processes: same batches either way
     ev = pipeline.eval_batches(d, songs, batch=4, process_index=p, process_count=2)
     mine = []
     for b in ev:
@@ -140,6 +154,11 @@ def test_short_songs_padded_and_eval_chunk_counts_sharded(tmp_path):
     covered += sorted(set(mine))
   assert sorted(covered) == list(range(len(songs)))
   assert per_song == {i: max(1, int(sec // 1.0)) for i, sec in enumerate(lengths)}
+  d.eval_num_workers = 0
+  ev = pipeline.eval_batches(d, songs, batch=64)
+  assert next(ev)["song"].tolist()[:4] == [0, 1, 2, 2] and ev.chunks == sum(per_song.values())
+  with pytest.raises(StopIteration):
+    next(ev)
   b = next(pipeline.train_iterator(d, songs, local_batch=7, seed=0))
   assert b["audio"].shape == (7, SR) and not b["bad"].any()   # pad policy: short songs are fed, padded
 

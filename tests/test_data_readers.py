@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -59,7 +60,8 @@ def test_mtt_excludes_broken_clips_and_reads_clean_lists(tmp_path):
   lists.mkdir()
   np.save(lists / "train.npy", np.array([f"{i}\t{r[-1]}" for i, r in enumerate(rows[2:12])]))
   (lists / "valid.txt").write_text("\n".join(r[-1] for r in rows[12:15]))
-  (lists / "test.tsv").write_text("\n".join(f"{i}\t{r[-1]}" for i, r in enumerate(rows[15:19])))
+  with open(lists / "test_list_pub.cP", "wb") as f:   # Lee's original form
+    pickle.dump([r[-1] for r in rows[15:19]], f, protocol=2)
   clean = mtt.load(str(path), "", "clean", str(lists), index.packaged_tags("mtt_top50"))
   assert clean.counts() == {"train": 10, "valid": 3, "test": 4}
   assert clean.excluded["not_in_split_lists"] == 398 - 17
@@ -83,6 +85,9 @@ def test_msd_both_label_forms_agree(tmp_path):
     np.testing.assert_array_equal(np.stack([s.targets for s in a.songs]), np.stack([s.targets for s in b.songs]))
   s = a.songs[0]
   assert s.path == f"/msd/{s.id[2]}/{s.id[3]}/{s.id[4]}/{s.id}.clip.mp3" and s.split == "valid"
+  d = common.base_config().data
+  d.dataset, d.root, d.labels.valid, d.labels.test = "msd", "/msd", MSD_TSV, f"{MSD_IDS}:{MSD_Y}"
+  assert index.load_songs(d).counts() == {"train": 0, "valid": 300, "test": 300}
 
 
 def _write_manifest(tmp_path, n=40, with_split=True):
@@ -133,7 +138,6 @@ def test_artist_split_and_nested_train_subsets(tmp_path):
 
 
 def test_config_mistakes_fail_with_the_key_to_set():
-  c = common.base_config()
   for key, value, match in (("dataset", "mttt", "valid: \\['generated'"), ("short_policy", "drop", "pad"),
                             ("dataset", "mtt", "data.annotations"), ("dataset", "manifest", "data.manifest"),
                             ("dataset", "msd", "data.labels")):
@@ -141,7 +145,7 @@ def test_config_mistakes_fail_with_the_key_to_set():
     setattr(d, key, value)
     with pytest.raises(ValueError, match=match):
       index.load_songs(d)
-  d = c.data
+  d = common.base_config().data
   d.dataset, d.annotations, d.mtt_split = "mtt", MTT_CSV, "cleaned"
   with pytest.raises(ValueError, match="pons"):
     index.load_songs(d)

@@ -67,7 +67,7 @@ def test_parity_with_tf_outputs(name, wav_patches):
 @needs_ref
 def test_waveform_entry_point_gives_first_patch(wav_patches):
   """``model(wave)`` on the first 3 s equals musicnn's first patch (same frames, same padding)."""
-  config, model = _build("MTT_musicnn")
+  _, model = _build("MTT_musicnn")
   import_musicnn.load_into_model(os.path.join(REF, "MTT_musicnn_weights.npz"), model)
   ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
   prob = jax.nn.sigmoid(model(jnp.asarray(wav_patches[0][None, :48000]), train=False))

@@ -96,10 +96,11 @@ def run(workdirs, split: str, pairs=(), threshold: float = 0.5, k: int = 3, min_
   with open(os.path.join(out_dir, f"exclusive_{split}.json"), "w") as f:
     json.dump(res, f, indent=1)
   header = ["pair", "songs (one true)"] + [f"{m}: both > {threshold} %" for m in models] + \
-           [f"{m}: both in top-{k} %" for m in models]
+           [f"{m}: both in top-{k} %" for m in models] + [f"{m}: absent tag's mean score" for m in models]
   body = [[n, next(iter(models.values()))[r]["n_songs"]]
           + [f"{100 * v[r]['both_above_threshold']:.1f}" for v in models.values()]
-          + [f"{100 * v[r]['both_in_top_k']:.1f}" for v in models.values()] for r, n in enumerate(names)]
+          + [f"{100 * v[r]['both_in_top_k']:.1f}" for v in models.values()]
+          + [f"{v[r]['absent_tag_mean_score']:.3f}" for v in models.values()] for r, n in enumerate(names)]
   with open(os.path.join(out_dir, f"exclusive_{split}.md"), "w") as f:
     f.write(f"# Mutually exclusive pairs ({preds[0].dataset}, {split}; pairs {source})\n\n"
             + report.markdown_table(header, body))

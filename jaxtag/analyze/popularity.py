@@ -31,7 +31,7 @@ def popularity(targets, scores, tags, k: int = 0, n_list: int = 10) -> dict:
   k = k or max(1, int(round(y.sum(axis=1).mean())))
   true_rate, pred_rate = y.mean(axis=0), top_k_rate(scores, k)
   rho = stats.spearmanr(true_rate, pred_rate).statistic if np.ptp(true_rate) and np.ptp(pred_rate) else np.nan
-  over = np.argsort(-(pred_rate - true_rate), kind="stable")[:n_list]
+  over = [t for t in np.argsort(-(pred_rate - true_rate), kind="stable")[:n_list] if pred_rate[t] > true_rate[t]]
   n_pop = max(1, len(tags) // 10)
   popular = np.argsort(-true_rate, kind="stable")[:n_pop]
   return {

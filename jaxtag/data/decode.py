@@ -6,11 +6,13 @@ reason and the counts reach the trainer's metrics. Numpy-only: this runs inside 
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 import soundfile as sf
 import soxr
+from etils import epath
 
 # Order is part of the contract: the pipeline's ``bad`` array has one column per reason, in this order.
 BAD_REASONS = (
@@ -26,8 +28,9 @@ BAD_REASONS = (
 )
 MIN_RATE, MAX_RATE = 4000, 384000
 SILENCE_PEAK = 1e-4
-# A truncated MP3 may lose one frame of padding without being broken; allow that much slack.
-TRUNCATION_SLACK = 2048
+# MP3 frame counts are estimates (encoder padding, ID3 tags, VBR without a Xing header): only a shortfall
+# beyond both a few codec frames and 2 % of the declared length counts as truncation.
+TRUNCATION_SLACK, TRUNCATION_FRACTION = 2048, 0.02
 
 
 class DecodeError(Exception):
@@ -45,12 +48,20 @@ class DecodeError(Exception):
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError."""
-  if not os.path.exists(path):
+  source = path
+  if "://" in path:   # gs:// etc. through etils.epath: one whole-object read, decoded from memory
+    remote = epath.Path(path)
+    if not remote.exists():
+      raise DecodeError("missing", path)
+    source = io.BytesIO(remote.read_bytes())
+    if not source.getbuffer().nbytes:
+      raise DecodeError("empty", path, "0 bytes")
+  elif not os.path.exists(path):
     raise DecodeError("missing", path)
-  if os.path.getsize(path) == 0:
+  elif os.path.getsize(path) == 0:
     raise DecodeError("empty", path, "0 bytes")
   try:
-    f = sf.SoundFile(path)
+    f = sf.SoundFile(source)
   except sf.LibsndfileError as e:
     reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
     raise DecodeError(reason, path, str(e)) from None
@@ -67,7 +78,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
   audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
   if audio.shape[0] == 0:
     raise DecodeError("empty", path, "no frames")
-  if 0 < declared < 2**62 and audio.shape[0] + TRUNCATION_SLACK < declared:
+  if 0 < declared < 2**62 and audio.shape[0] + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
     raise DecodeError("truncated", path, f"{audio.shape[0]} of {declared} frames")
   mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
   if not np.isfinite(mono).all():

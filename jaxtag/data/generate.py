@@ -15,6 +15,7 @@ Each row also carries ``targets`` (graded, noise-free values in [0, 1], e.g. a p
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from jaxtag.data.manifest import artist_split
 
 GENERATOR_VERSION = 2
 AUDIBLE_DB = 14.0
+PARALLEL_MIN_CLIPS = 200
 FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 # style: (prior, bpm range, P(drums), P(vocal), P(minor), favourite instruments, drum pattern)
@@ -80,21 +82,22 @@ PATTERNS = {  # 16 steps per bar: instrument -> steps
 }
 
 
-def make_artists(n_clips: int, seed: int) -> list[dict]:
+@functools.lru_cache(maxsize=4)
+def make_artists(n_clips: int, seed: int) -> tuple[dict, ...]:
   """Artists tie clips together (style, favourite instruments, tempo, voice): what an artist split is for."""
   rng = np.random.default_rng([seed, 0xA57])
   names = list(STYLES)
   prior = np.array([STYLES[s][0] for s in names])
+  pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
   artists = []
   for _ in range(max(3, n_clips // 4)):
     style = names[rng.choice(len(names), p=prior / prior.sum())]
     lo, hi = STYLES[style][1]
-    pool = sorted(set(ROLE_POOLS["melody"] + ROLE_POOLS["chords"]))
     favs = list(rng.choice(STYLES[style][5], size=min(2, len(STYLES[style][5])), replace=False))
     favs.append(pool[rng.integers(len(pool))])
     voice = ("female", "male")[rng.integers(2)]
     artists.append({"style": style, "favs": favs, "bpm": rng.uniform(lo, hi), "voice": voice})
-  return artists
+  return tuple(artists)
 
 
 def _pick(rng, pool, favs) -> str:
@@ -166,13 +169,14 @@ def _render_drums(pattern, seconds, beat, electronic, rng) -> np.ndarray:
   return buf
 
 
-def render_clip(index: int, seed: int, seconds: float, artists: list[dict]) -> tuple[np.ndarray, dict]:
-  """Composes and renders clip ``index``; returns (audio at 16 kHz, its label row without paths/split)."""
+def render_clip(index: int, n: int, seed: int, seconds: float) -> tuple[np.ndarray, dict]:
+  """Composes and renders clip ``index`` of ``n``; returns (audio at 16 kHz, its row without path/split)."""
+  artists = make_artists(n, seed)
   rng = np.random.default_rng([seed, index])
   a_id = int(rng.integers(len(artists)))
   art = artists[a_id]
   style = art["style"]
-  _, (lo, hi), p_drums, p_vocal, p_minor, style_favs, pattern = STYLES[style]
+  _, _, p_drums, p_vocal, p_minor, style_favs, pattern = STYLES[style]
   favs = set(style_favs) | set(art["favs"])
   bpm = float(np.clip(art["bpm"] * rng.uniform(0.9, 1.1), 50, 190))
   mode = "minor" if rng.random() < p_minor else "major"
@@ -226,8 +230,8 @@ def render_clip(index: int, seed: int, seconds: float, artists: list[dict]) -> t
 
 
 def _write_clip(args) -> dict:
-  index, seed, seconds, fmt, out, artists = args
-  audio, row = render_clip(index, seed, seconds, artists)
+  index, n, seed, seconds, fmt, out = args
+  audio, row = render_clip(index, n, seed, seconds)
   rel = os.path.join("audio", f"{index // 1000:03d}", f"{row['id']}.{fmt}")
   os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
   sf.write(os.path.join(out, rel), audio, synth.SR, format=FORMATS[fmt][0], subtype=FORMATS[fmt][1])
@@ -239,14 +243,15 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   """Writes ``n`` clips and ``manifest.jsonl`` (artist-disjoint 80/10/10 splits) into ``out``; returns its path.
 
   Clips are independent, so they are spread over ``workers`` spawned processes (spawn, not fork: the
-  caller may already hold jax/grain threads); the output does not depend on the worker count.
+  caller may already hold jax/grain threads); the output does not depend on the worker count. Default:
+  2 processes from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
   """
   if fmt not in FORMATS:
     raise ValueError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
-  artists = make_artists(n, seed)
-  jobs = [(i, seed, clip_seconds, fmt, out, artists) for i in range(n)]
-  workers = min(os.cpu_count() or 1, 2) if workers is None else workers
-  if workers > 1 and n >= 24:
+  jobs = [(i, n, seed, clip_seconds, fmt, out) for i in range(n)]
+  if workers is None:   # spawning costs ~1-2 s per worker (imports), ~50 clips' worth: not worth it below
+    workers = min(os.cpu_count() or 1, 2) if n >= PARALLEL_MIN_CLIPS else 1
+  if workers > 1:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
       rows = list(pool.map(_write_clip, jobs, chunksize=max(1, n // (8 * workers))))
@@ -306,6 +311,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seed", 0, "Corpus seed.")
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: min(2, cores)).")
+  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
   FLAGS = flags.FLAGS
   app.run(main)

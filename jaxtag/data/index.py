@@ -9,6 +9,7 @@ import dataclasses
 import os
 
 import numpy as np
+from etils import epath
 
 from jaxtag.data import manifest as manifest_lib
 
@@ -62,8 +63,20 @@ def validate(data_cfg) -> None:
 
 
 def read_tags_file(path: str) -> list[str]:
-  with open(path) as f:
-    return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  return [line.strip() for line in epath.Path(path).read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+
+
+def join(base: str, path: str) -> str:
+  """``base/path`` for local and ``gs://`` bases; a ``path`` that is absolute or a URL stays as it is."""
+  if "://" in path or not base:
+    return path
+  return os.path.join(base, path)
+
+
+def parent(path: str) -> str:
+  """The directory of a local path (made absolute) or of a ``gs://`` URL (``abspath`` would mangle it)."""
+  return path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
 
 
 def packaged_tags(name: str) -> list[str]:
@@ -80,7 +93,7 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
     return index
   if train_size > len(train):
     raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
-  keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib._stable_hash("train_size", s.id))[:train_size]}
+  keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index
 
@@ -91,8 +104,8 @@ def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, us
   tags = tags or manifest_lib.tag_list(rows)
   y = manifest_lib.targets_matrix(rows, tags, graded, path)
   splits = manifest_lib.resolve_splits(rows, use_artist_split, seed, path)
-  base = root or os.path.dirname(os.path.abspath(path))
-  songs = [Song(id=str(r.get("id", i)), path=os.path.join(base, r["path"]), targets=y[i], split=splits[i],
+  base = root or parent(path)
+  songs = [Song(id=str(r.get("id", i)), path=join(base, r["path"]), targets=y[i], split=splits[i],
                 artist=r.get("artist")) for i, r in enumerate(rows)]
   return SongIndex(tags=list(tags), songs=songs, graded=graded)
 

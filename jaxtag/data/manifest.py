@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
-import os
 from collections import Counter
 
 import numpy as np
+from etils import epath
 
 SPLITS = ("train", "valid", "test")
 
 
-def _stable_hash(*parts) -> int:
+def stable_hash(*parts) -> int:
   """Process- and platform-independent hash (Python's hash() is salted per process)."""
   return int.from_bytes(hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
 
@@ -33,7 +34,7 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
   """
   keys = [a if a is not None else f"__row{i}" for i, a in enumerate(artists)]
   sizes = Counter(keys)
-  order = sorted(sizes, key=lambda a: _stable_hash(seed, a))
+  order = sorted(sizes, key=lambda a: stable_hash(seed, a))
   n, assigned, filled = len(keys), {}, {"test": 0, "valid": 0}
   want = {"test": fractions[2] * n, "valid": fractions[1] * n}
   for a in order:
@@ -46,11 +47,11 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
 
 def read_rows(path: str) -> list[dict]:
   """Manifest rows as dicts (JSONL or CSV, by extension)."""
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     raise FileNotFoundError(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
   rows = []
   if path.endswith(".csv"):
-    with open(path, newline="") as f:
+    with io.StringIO(epath.Path(path).read_text(), newline="") as f:
       for row in csv.DictReader(f):
         row = {k: v for k, v in row.items() if v not in ("", None)}
         if "tags" in row:
@@ -59,7 +60,7 @@ def read_rows(path: str) -> list[dict]:
           row["targets"] = json.loads(row["targets"])
         rows.append(row)
   else:
-    with open(path) as f:
+    with epath.Path(path).open() as f:
       for line_no, line in enumerate(f, 1):
         if line.strip():
           try:
@@ -83,7 +84,7 @@ def targets_matrix(rows: list[dict], tags: list[str], graded: bool, path: str) -
   col = {t: j for j, t in enumerate(tags)}
   y = np.zeros((len(rows), len(tags)), np.float32)
   for i, r in enumerate(rows):
-    if graded and "targets" in r or "tags" not in r:
+    if (graded and "targets" in r) or "tags" not in r:
       for t, v in r["targets"].items():
         v = float(v)
         if not 0.0 <= v <= 1.0 or t not in col:

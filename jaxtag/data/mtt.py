@@ -5,34 +5,46 @@ Splits:
   ``d``-``f`` test; clips without any top-50 tag are kept; the three clips with broken audio are excluded.
   The full file gives 18,706 / 1,825 / 5,329.
 - ``clean`` (Lee et al. 2017; Won et al. 2020): only clips listed in ``split_lists/{train,valid,test}``
-  (``.txt``/``.tsv`` lines or ``.npy`` arrays whose entries end in the ``mp3_path``, e.g. ``"<row>\t<path>"``).
+  (``.txt``/``.tsv`` lines, ``.npy`` arrays or Lee's ``*_list_pub.cP``; entries end in the ``mp3_path``).
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
+import pickle
 
 import numpy as np
+from etils import epath
 
 from jaxtag.data.index import Song, SongIndex
+from jaxtag.data.index import join as index_join
 
 SPLITS = ("pons", "clean")
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release
 PONS_SPLIT = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
 
 
+def _read_list(path: str) -> list:
+  if path.endswith(".npy"):
+    return np.load(path, allow_pickle=True).tolist()
+  if path.endswith(".cP"):   # Lee's original Python 2 pickles of mp3 paths (a trusted file the user points at)
+    with open(path, "rb") as f:
+      return list(pickle.load(f, encoding="latin1"))
+  with open(path) as f:
+    return f.read().splitlines()
+
+
 def read_split_lists(directory: str) -> dict[str, str]:
-  """mp3_path -> split from Lee/Won-style list files (``.npy``, ``.txt`` or ``.tsv`` per split)."""
+  """mp3_path -> split from Lee/Won-style list files: per split ``{split}.npy|.txt|.tsv`` or Lee's
+  ``{split}_list_pub.cP``; entries end in the mp3 path (``"<row>\t<path>"`` is fine)."""
   out = {}
   for split in ("train", "valid", "test"):
-    for ext in (".npy", ".txt", ".tsv"):
-      path = os.path.join(directory, split + ext)
-      if os.path.exists(path):
-        entries = np.load(path, allow_pickle=True).tolist() if ext == ".npy" else open(path).read().splitlines()
-        out.update({str(e).strip().split("\t")[-1]: split for e in entries if str(e).strip()})
-        break
-    else:
-      raise FileNotFoundError(f"no {split}.npy/.txt/.tsv in data.split_lists={directory!r}")
+    names = [split + ext for ext in (".npy", ".txt", ".tsv")] + [f"{split}_list_pub.cP"]
+    path = next((os.path.join(directory, n) for n in names if os.path.exists(os.path.join(directory, n))), None)
+    if path is None:
+      raise FileNotFoundError(f"none of {names} in data.split_lists={directory!r}")
+    out.update({str(e).strip().split("\t")[-1]: split for e in _read_list(path) if str(e).strip()})
   return out
 
 
@@ -40,9 +52,9 @@ def load(annotations: str, root: str, split: str, split_lists: str, tags: list[s
   """The MTT SongIndex for ``split`` (``pons`` | ``clean``), targets in the order of ``tags``."""
   if split not in SPLITS:
     raise ValueError(f"unknown data.mtt_split {split!r}; valid: {list(SPLITS)}")
-  if not os.path.exists(annotations):
+  if not epath.Path(annotations).exists():
     raise FileNotFoundError(f"MTT annotations {annotations!r} not found; set --config.data.annotations=PATH")
-  with open(annotations, newline="") as f:
+  with io.StringIO(epath.Path(annotations).read_text(), newline="") as f:
     reader = csv.reader(f, delimiter="\t", quotechar='"')
     header = next(reader)
     rows = [r for r in reader if r]
@@ -62,5 +74,5 @@ def load(annotations: str, root: str, split: str, split_lists: str, tags: list[s
       excluded["not_in_split_lists"] += 1
       continue
     targets = np.array([float(r[c]) for c in cols], np.float32)
-    songs.append(Song(id=clip_id, path=os.path.join(root, mp3), targets=targets, split=s))
+    songs.append(Song(id=clip_id, path=index_join(root, mp3), targets=targets, split=s))
   return SongIndex(tags=list(tags), songs=songs, graded=False, excluded=excluded)

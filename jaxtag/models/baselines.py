@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvBNAct, ConvReluBN, Hyper, Windowed, max_pool_time, pad_time
+from jaxtag.models.layers import ConvBNAct, ConvReluBN, Hyper, Windowed, max_over, max_pool_time, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 
@@ -21,9 +21,9 @@ def _w(n: float, width: float) -> int:
 
 
 class Dieleman(Windowed):
-  """Dieleman & Schrauwen 2014, raw-audio variant: a strided conv (256 taps, stride 256, 128 filters)
-  replaces the mel spectrogram, then conv 8 (32) + max-pool 4, conv 8 (32) + max-pool 4, dense 100,
-  output; ReLU, no BN (the paper predates it). Scores 3-s windows."""
+  """Dieleman & Schrauwen 2014, raw-audio variant: a strided conv (256 taps, stride 256; 128 filters is
+  our reading) replaces the mel spectrogram, then conv 8 (32) + max-pool 4, conv 8 (32) + max-pool 4,
+  dense 100, output; ReLU, no BN (the paper predates it). Scores 3-s windows."""
 
   def __init__(self, hp: Hyper, n_tags: int, *, sample_rate: int, width: float, rngs: nnx.Rngs):
     self.window = 3 * sample_rate
@@ -151,7 +151,7 @@ class TimbreCNN(_Spectrogram):
     outs = []
     for branch in self.branches:
       t = branch.conv.kernel_size[0]
-      outs.append(branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train).max(axis=2))
+      outs.append(max_over(branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train), 2))
     h = max_pool_time(jax.nn.relu(self.conv(jnp.concatenate(outs, axis=-1))), 4)
     return jax.nn.relu(self.dense(h.reshape(h.shape[0], -1)))
 
@@ -159,31 +159,45 @@ class TimbreCNN(_Spectrogram):
     return self.out(h)
 
 
-class VGG(_Spectrogram):
+class _Choi(_Spectrogram):
+  """Choi et al.'s 2-D stacks: [conv 3x3, BN, activation, max-pool] per entry of ``CHANNELS``/``POOLS``
+  (pools as (time, freq)), a dropout before the output dense."""
+
+  CHANNELS: tuple[int, ...] = ()
+  POOLS: tuple[tuple[int, int], ...] = ()
+
+  def _init_stack(self, hp: Hyper, mel: LogMelConfig, *, width: float, dropout: float, act, rngs: nnx.Rngs):
+    self.mel = mel
+    chans = [_w(c, width) for c in self.CHANNELS]
+    self.blocks = nnx.List([ConvBNAct(hp, i, o, (3, 3), act=act, rngs=rngs) for i, o in zip([1] + chans, chans)])
+    self.drop = nnx.Dropout(dropout, rngs=rngs)
+    return chans[-1]
+
+  def _stack(self, spec, train):
+    x = spec[..., None]
+    for block, pool in zip(self.blocks, self.POOLS):
+      x = nnx.max_pool(block(x, train), pool, strides=pool, padding="VALID")
+    return x
+
+  def head(self, h, train):
+    return self.out(self.drop(h, deterministic=not train))
+
+
+class VGG(_Choi):
   """Choi et al. 2016 (FCN): 5 x [conv 3x3, BN, ReLU, max-pool] down to one frequency bin, global max over
   the remaining frames, dropout, dense output. The paper's widths are for 29-s inputs and 1-25M params;
-  channels 32-64-128-128-176 give the seed's ~450k. Pools, as (time, freq), fit 96 bands:
-  96 -> 48 -> 24 -> 12 -> 4 -> 1."""
+  channels 32-64-128-128-176 give the seed's ~450k. Pools fit 96 bands: 96 -> 48 -> 24 -> 12 -> 4 -> 1."""
 
   CHANNELS = (32, 64, 128, 128, 176)
   POOLS = ((2, 2), (2, 2), (2, 2), (2, 3), (2, 4))
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, width: float, dropout: float,
                rngs: nnx.Rngs):
-    self.mel = mel
-    chans = [_w(c, width) for c in self.CHANNELS]
-    self.blocks = nnx.List([ConvBNAct(hp, i, o, (3, 3), rngs=rngs) for i, o in zip([1] + chans, chans)])
-    self.drop = nnx.Dropout(dropout, rngs=rngs)
-    self.out = hp.dense(chans[-1], n_tags, rngs)
+    channels = self._init_stack(hp, mel, width=width, dropout=dropout, act=jax.nn.relu, rngs=rngs)
+    self.out = hp.dense(channels, n_tags, rngs)
 
   def features(self, x, train):
-    x = x[..., None]
-    for block, pool in zip(self.blocks, self.POOLS):
-      x = nnx.max_pool(block(x, train), pool, strides=pool, padding="VALID")
-    return x.max(axis=(1, 2))
-
-  def head(self, h, train):
-    return self.out(self.drop(h, deterministic=not train))
+    return max_over(self._stack(x, train), (1, 2))
 
 
 def _run_gru(cell: nnx.GRUCell, x: jax.Array) -> jax.Array:
@@ -194,10 +208,10 @@ def _run_gru(cell: nnx.GRUCell, x: jax.Array) -> jax.Array:
   return jnp.swapaxes(ys, 0, 1)
 
 
-class CRNN(_Spectrogram):
+class CRNN(_Choi):
   """Choi et al. 2017 (CRNN): 4 x [conv 3x3, BN, ELU, max-pool], then two GRU layers over time and a
   dense output on the last state. Sized to the paper's 3M budget (conv 128-256-256-256, GRU 384-384);
-  pools (time, freq) keep a 11-step sequence from a 3-s patch and reduce 96 bands to 1."""
+  pools keep an 11-step sequence from a 3-s patch and reduce 96 bands to 1."""
 
   CHANNELS = (128, 256, 256, 256)
   POOLS = ((2, 2), (2, 3), (2, 4), (2, 4))
@@ -205,24 +219,14 @@ class CRNN(_Spectrogram):
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, width: float, dropout: float,
                rngs: nnx.Rngs):
-    self.mel = mel
-    chans = [_w(c, width) for c in self.CHANNELS]
-    self.blocks = nnx.List([ConvBNAct(hp, i, o, (3, 3), act=jax.nn.elu, rngs=rngs)
-                            for i, o in zip([1] + chans, chans)])
-    sizes = [chans[-1]] + [_w(g, width) for g in self.GRU]
+    sizes = [self._init_stack(hp, mel, width=width, dropout=dropout, act=jax.nn.elu, rngs=rngs)]
+    sizes += [_w(g, width) for g in self.GRU]
     self.grus = nnx.List([nnx.GRUCell(i, o, dtype=hp.dtype, param_dtype=jnp.float32, rngs=rngs)
                           for i, o in zip(sizes, sizes[1:])])
-    self.drop = nnx.Dropout(dropout, rngs=rngs)
     self.out = hp.dense(sizes[-1], n_tags, rngs)
 
   def features(self, x, train):
-    x = x[..., None]
-    for block, pool in zip(self.blocks, self.POOLS):
-      x = nnx.max_pool(block(x, train), pool, strides=pool, padding="VALID")
-    x = x.max(axis=2)                                            # (B, T', C): the remaining freq bin(s)
+    x = max_over(self._stack(x, train), 2)                       # (B, T', C): the one remaining freq bin
     for cell in self.grus:
       x = _run_gru(cell, x)
     return x[:, -1]
-
-  def head(self, h, train):
-    return self.out(self.drop(h, deterministic=not train))

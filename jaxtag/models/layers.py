@@ -82,6 +82,19 @@ def max_pool_time(x: jax.Array, size: int, stride: int | None = None) -> jax.Arr
   return nnx.max_pool(x, window, strides=strides, padding="VALID")
 
 
+def max_over(x: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
+  """Max over whole axes as a max-pool (``reduce_window``), the authors' ``max_pooling2d`` over all bins.
+
+  Not ``jnp.max``: its gradient splits between ties by dividing by their count, and when XLA recomputes
+  the operand with different rounding in the backward pass no element equals the max, giving 0/0 = NaN
+  (seen on CPU for musicnn's timbral branches). The max-pool gradient goes to one arg-max element.
+  """
+  axes = (axis,) if isinstance(axis, int) else axis
+  window = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+  pooled = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, (1,) * x.ndim, "VALID")
+  return pooled.squeeze(axes)
+
+
 def split_windows(x: jax.Array, size: int) -> tuple[jax.Array, int]:
   """Cuts axis 1 into ``n`` non-overlapping windows of ``size``, folded into the batch: ``(B*n, size, ...)``.
 
@@ -129,7 +142,7 @@ def global_max_mean(x: jax.Array) -> jax.Array:
   The authors concatenate the two on a new last axis and flatten, which interleaves them; the order
   matters for imported weights and for exact equivalence of the dense layer that follows.
   """
-  stacked = jnp.stack([x.max(axis=1), x.mean(axis=1)], axis=-1)
+  stacked = jnp.stack([max_over(x, 1), x.mean(axis=1)], axis=-1)
   return stacked.reshape(x.shape[0], -1)
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
@@ -27,13 +27,13 @@ class Musicnn(nnx.Module):
   """``build_musicnn``: input BN, timbral + temporal front-end, dense-residual mid-end, pooled back-end.
 
   ``midend_filters=64, units=200`` is MTT/MSD_musicnn (787,159 params with 50 tags); 512/500 is
-  MSD_musicnn_big.
+  MSD_musicnn_big. ``width`` scales the front-end's 204/51 filters (1 for the published models).
   """
 
   def __init__(self, hp: Hyper, mel: LogMelConfig, n_tags: int, *, midend_filters: int, units: int,
-               dropout: float, rngs: nnx.Rngs):
+               dropout: float, width: float = 1.0, rngs: nnx.Rngs):
     self.mel = mel
-    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128), int(1.6 * 32)
+    n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128 * width), int(1.6 * 32 * width)
     self.input_bn = hp.bn(1, rngs)                                                       # batch_normalization
     self.timbral = nnx.List([ConvReluBN(hp, 1, timbral, (7, int(f * n_mels)), rngs=rngs)  # conv2d, conv2d_1
                              for f in (0.4, 0.7)])
@@ -54,8 +54,8 @@ class Musicnn(nnx.Module):
   def features(self, spec: jax.Array, train: bool) -> jax.Array:
     """``(batch, frames, mels)`` log-mel -> penultimate ``(batch, units)``."""
     x = self.input_bn(spec[..., None], use_running_average=not train)
-    fe = [branch(pad_time(x, 3, 3), train).max(axis=2) for branch in self.timbral]
-    fe += [branch(x, train).max(axis=2) for branch in self.temporal]
+    fe = [max_over(branch(pad_time(x, 3, 3), train), 2) for branch in self.timbral]
+    fe += [max_over(branch(x, train), 2) for branch in self.temporal]
     h = jnp.concatenate(fe, axis=-1)
     layers = [h]
     for n, block in enumerate(self.mid):

@@ -38,10 +38,10 @@ def _spectrogram(model_cfg, n_tags, sample_rate, hp, rngs):
 
 def _musicnn(model_cfg, n_tags, sample_rate, hp, rngs):
   """Mid-end filters and dense units come from ``backend_filters``/``backend_units``: 64/200 (``small``)
-  is MTT/MSD_musicnn, 512/500 is MSD_musicnn_big."""
+  is MTT/MSD_musicnn, 512/500 is MSD_musicnn_big; ``width`` scales the front-end (1 = published)."""
   return Musicnn(hp, _mel(model_cfg, sample_rate), n_tags,
                  midend_filters=int(model_cfg.backend_filters), units=int(model_cfg.backend_units),
-                 dropout=float(model_cfg.dropout), rngs=rngs)
+                 dropout=float(model_cfg.dropout), width=float(model_cfg.width), rngs=rngs)
 
 
 def _musicnn_vgg(model_cfg, n_tags, sample_rate, hp, rngs):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 TIMBRAL_TIMES, TIMBRAL_MULT = (7, 3, 1), (1, 2, 4)
@@ -43,7 +43,7 @@ class SpectrogramFrontend(nnx.Module):
     for branch in self.timbral:
       t = branch.conv.kernel_size[0]
       y = branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train)       # (B, T, F', filters)
-      outs.append(y.max(axis=2))
+      outs.append(max_over(y, 2))
     envelope = jnp.mean(spec, axis=2, keepdims=True)                    # (B, T, 1)
     outs += [branch(envelope, train) for branch in self.temporal]
     return jnp.concatenate(outs, axis=-1)

@@ -10,7 +10,6 @@ that ``jaxtag.evaluate`` / ``jaxtag.predict`` load like a trained run.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
+from jaxtag import checkpoint
 from jaxtag.models import registry
 from jaxtag.models.musicnn import Musicnn, MusicnnVGG
 from jaxtag.models.musicnn_tags import MSD_LABELS, MTT_LABELS
@@ -112,27 +112,8 @@ def import_musicnn(weights: str, out: str, name: str | None = None):
   model = registry.build_model(config.model, len(tags), sample_rate=config.data.sample_rate,
                                rngs=nnx.Rngs(params=0, dropout=1))
   load_into_model(weights, model)
-  _save(out, config, model, tags)
+  checkpoint.save_inference_checkpoint(out, config, model, tags)
   return config, model
-
-
-def _save(out: str, config, model, tags: list[str]) -> None:
-  """Through the trainer's checkpoint facade when present, else a plain Orbax save of ``nnx.state``."""
-  try:
-    from jaxtag.checkpoint import save_inference_checkpoint
-  except ImportError:
-    save_inference_checkpoint = None
-  if save_inference_checkpoint is not None:
-    save_inference_checkpoint(out, config, model, tags)
-    return
-  import orbax.checkpoint as ocp
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  with open(os.path.join(out, "tags.json"), "w") as f:
-    json.dump(tags, f, indent=1)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(os.path.join(out, "checkpoints", "0", "state")), nnx.state(model))
 
 
 FLAGS = flags.FLAGS
