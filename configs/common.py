@@ -49,10 +49,11 @@ def base_config() -> ml_collections.ConfigDict:
   d.chunks_per_song = 1            # random chunks per song per epoch (the authors sample 1)
   d.short_policy = "pad"           # pad | skip: songs shorter than one chunk
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
-  d.num_workers = 2                # grain worker processes (pinned: the iterator state depends on it)
+  d.num_workers = -1               # grain worker processes; -1: from the machine, pinned in the workdir at first start
   d.worker_buffer_size = 2
   d.eval_num_workers = 0           # eval decode processes; 0 = in-process threads (no start-up per evaluation)
-  d.read_threads = 4
+  d.read_threads = -1              # read threads per worker; -1: from the machine (jaxtag/data/tuning.py)
+  d.device_prefetch = 2            # global batches a background thread puts on the devices ahead of the step
   d.root = ""                      # audio root directory (mtt, msd, manifest with relative paths)
   d.annotations = ""               # MTT annotations_final.csv
   d.tags_file = ""                 # optional tag list (one per line); default: the dataset's own list
@@ -63,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.manifest = ""                  # JSONL / CSV manifest (private-style corpus, users' own data)
   d.train_size = 0                 # 0 = whole train pool; else a deterministic subset (100k/500k/1M)
   d.artist_split = False           # manifest without splits: artist-disjoint split
-  d.packed_dir = ""                # read packed ArrayRecord shards instead of audio files
+  d.packed_dir = ""                # DIR of `python -m jaxtag.data.pack`: read DIR/<split>/ shards instead of audio files
   d.generated_n = 2000             # embedded generated corpus: number of clips
   d.generated_seed = 0
   d.generated_clip_seconds = 10.0
@@ -159,7 +160,6 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.data.generated_clip_seconds = 6.0
   c.data.chunk_seconds = 1.5
   c.data.train_size = 0
-  c.data.num_workers = 2
   c.model.waveform_width = 1
   c.model.waveform_layers = 7
   c.model.spectrogram_k = 4

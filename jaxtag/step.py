@@ -12,6 +12,8 @@ unchanged and records its step number in ``nan_step`` (first one wins); the host
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -79,6 +81,15 @@ def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2
   new_state["nan_step"] = jnp.where((state["nan_step"] == NAN_NONE) & ~finite, state["step"], state["nan_step"])
   metrics = {"loss": loss, "total_loss": total, "grad_norm": grad_norm}
   return new_state, metrics
+
+
+def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float):
+  """The step as the trainer and the benchmarks run it: state replicated and donated, batch split along
+  ``data``, learning rate a traced scalar (so the plateau schedule never recompiles)."""
+  from jaxtag import sharding
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, loss_kind=loss_kind, l2=l2),
+                 in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 
 def eval_logits(params, rest, audio, *, graphdef):

@@ -1,14 +1,14 @@
 """``train_and_evaluate(config, workdir)``: the one place that wires data, model, step, checkpoints, metrics.
 
-The loop: next local batch -> global array -> jitted step (state donated) -> every ``metrics_every`` steps one
-host fetch (NaN guard, running means) -> progress line / metrics every ``log_every`` -> song-level validation
-and the learning-rate plateau every ``eval_every`` -> checkpoint every ``checkpoint_every``. A workdir that
-holds a checkpoint is resumed from it with the exact next batch. SIGTERM/SIGINT save the current step and
+The loop: next global batch (already on the devices: ``feed.device_feed`` copies ahead in a thread) -> jitted
+step (state donated) -> every ``metrics_every`` steps one host fetch (NaN guard, running means) -> progress
+line / metrics every ``log_every`` -> song-level validation and the learning-rate plateau every ``eval_every``
+-> checkpoint every ``checkpoint_every``. A workdir that holds a checkpoint is resumed from it with the exact
+next batch. SIGTERM/SIGINT save the current step and
 return normally (exit 0), which is what a preempted TPU VM needs.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import signal
@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import checkpoint, inference, metrics, scoring, sharding
+from jaxtag import checkpoint, feed, inference, metrics, scoring, sharding
 from jaxtag import step as step_lib
 
 
@@ -113,7 +113,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   val_targets = np.stack([s.targets for s in val_songs]) if val_songs else None
 
   mesh = sharding.make_mesh()
-  repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  repl = sharding.replicated(mesh)
   local_batch = sharding.local_batch_size(tc.global_batch_size, mesh)
   sharding.local_batch_size(config.eval.batch_size, mesh)   # fail at start, not at the first validation
   if is_main:
@@ -127,9 +127,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
   del model, params, rest
 
-  train_iter = pipeline.train_iterator(config.data, train_songs, local_batch=local_batch, seed=config.seed,
-                                       process_index=jax.process_index(), process_count=jax.process_count())
   ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep)
+  data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None, write=is_main)
+  train_iter = feed.device_feed(
+      pipeline.train_dataset(data_cfg, train_songs, local_batch=local_batch, seed=config.seed,
+                             process_index=jax.process_index(), process_count=jax.process_count()),
+      mesh, prefetch=data_cfg.device_prefetch)
   host = {"lr": float(tc.learning_rate), "best_val_loss": math.inf, "plateau_count": 0, "best": None,
           "best_step": None, "bad": {r: 0 for r in decode.BAD_REASONS}}
   start = 0
@@ -141,9 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                config.model.name, n_params, len(train_songs), len(index.tags), mesh.devices.size,
                tc.global_batch_size, start, tc.steps)
 
-  train_step = jax.jit(functools.partial(step_lib.train_step, graphdef=graphdef, tx=tx, loss_kind=tc.loss,
-                                         l2=float(tc.l2)),
-                       in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
+  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2))
   eval_fn = inference.make_eval_fn(graphdef, mesh)
   progress = metrics.Progress(tc.steps, tc.global_batch_size, start)
   stop = _StopFlag().install()
@@ -151,14 +152,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   bad = np.zeros(len(decode.BAD_REASONS), np.int64)
   try:
     while step < tc.steps:
-      batch = next(train_iter)
+      batch = next(train_iter)   # already on the devices (feed.device_feed)
       bad += batch["bad"].sum(axis=0)
       audio = batch["audio"]
       if step == tc.inject_nan_at:   # testing aid for the NaN guard
-        audio = audio.copy()
-        audio[0, 0] = np.nan
-      state, m = train_step(state, sharding.to_global({"audio": audio, "targets": batch["targets"]}, mesh),
-                            np.float32(host["lr"]))
+        audio = feed.poison(audio)
+      state, m = train_step(state, {"audio": audio, "targets": batch["targets"]}, np.float32(host["lr"]))
       pending.append(m)
       step += 1
       stopping = stop.requested(step, tc.metrics_every)

@@ -22,3 +22,12 @@ import pytest  # noqa: E402
 def corpus_cache(tmp_path_factory):
   """One cache of generated corpora for every test that runs jaxtag.main (each size is generated once)."""
   return str(tmp_path_factory.mktemp("corpus_cache"))
+
+
+def data_config(**data):
+  """A data config for in-process pipeline tests: 1-s chunks, no worker processes, one read thread."""
+  from configs import common
+  c = common.base_config()
+  c.data.chunk_seconds, c.data.num_workers, c.data.read_threads = 1.0, 0, 1
+  c.data.update(data)
+  return c.data

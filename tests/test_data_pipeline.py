@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from configs import common
+from conftest import data_config as _cfg
 from jaxtag.data import decode, generate, index, pipeline
 
 SR = 16000
-
-
-def _cfg(**data):
-  c = common.base_config()
-  c.data.chunk_seconds, c.data.num_workers, c.data.read_threads = 1.0, 0, 1
-  c.data.update(data)
-  return c.data
 
 
 def _tone(seconds, sr=SR, amp=0.3):

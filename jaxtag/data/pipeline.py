@@ -11,8 +11,10 @@ in the main process to a fixed batch with ``song = -1`` padding rows. It decodes
 threads in-process unless ``data.eval_num_workers > 0``: a fresh eval iterator would start its workers on
 every evaluation, which costs more than decoding a smoke-size split (measured: 8.9 s vs 0.4 s for 240 songs).
 
-Audio comes from a ``SongReader`` (song index -> decoded audio): the seam where a reader of packed
-ArrayRecord shards slots in and yields identical chunks for identical seeds. Workers stay numpy-only.
+Audio comes from a ``SongReader`` (song index -> decoded audio, or one random chunk of it): audio files,
+or ``packed.PackedReader`` when ``data.packed_dir`` holds the split, which yields identical chunks for
+identical seeds. Worker and thread counts of -1 are resolved from the machine (``tuning.py``). Workers stay
+numpy-only.
 """
 from __future__ import annotations
 
@@ -20,16 +22,20 @@ import numpy as np
 import grain
 from absl import logging
 
+from jaxtag.data import tuning
 from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
 
 MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
 
 
 class SongReader:
-  """Song i -> float32 mono audio of at least one chunk (``short_policy`` pad) or DecodeError.
+  """Song i -> float32 mono audio of at least one chunk (``short_policy`` pad) or DecodeError, from audio files.
 
-  Known-bad paths are remembered per process so a broken file is decoded (and logged) once per worker,
-  while every skip is still counted. ``__repr__`` is stable (no addresses): grain may record it in state.
+  ``read_chunk(i, rng)`` is what the train pipeline calls: it draws the chunk start from ``rng`` after the
+  song's length is known, so a reader that knows lengths without decoding (``packed.PackedReader``) draws the
+  same start and reads only the chunk. Known-bad songs are remembered per process so a broken file is decoded
+  (and logged) once per worker, while every skip is still counted. ``__repr__`` is stable (no addresses):
+  grain may record it in state.
   """
 
   def __init__(self, paths: list[str], sample_rate: int, chunk_len: int, short_policy: str):
@@ -43,19 +49,44 @@ class SongReader:
     return f"SongReader(n={len(self.paths)}, sample_rate={self.sample_rate}, chunk_len={self.chunk_len})"
 
   def read(self, i: int) -> np.ndarray:
+    return self._guard(i, self._read)
+
+  def read_chunk(self, i: int, rng: np.random.Generator) -> np.ndarray:
+    audio = self.read(i)
+    start = int(rng.integers(len(audio) - self.chunk_len + 1))
+    return audio[start:start + self.chunk_len]
+
+  def _guard(self, i: int, fn):
+    """``fn(i)``, remembering and logging (once) a DecodeError for song i."""
     if i in self._bad:
       raise self._bad[i]
     try:
-      audio = load_audio(self.paths[i], self.sample_rate)
-      if len(audio) < self.chunk_len:
-        if self.short_policy == "skip":
-          raise DecodeError("too_short", self.paths[i], f"{len(audio)} < {self.chunk_len} samples")
-        audio = np.pad(audio, (0, self.chunk_len - len(audio)))
-      return audio
+      return fn(i)
     except DecodeError as e:
       self._bad[i] = e
       logging.warning("skipping bad audio (%s): %s %s", e.reason, e.path, e.detail)
       raise
+
+  def _read(self, i: int) -> np.ndarray:
+    audio = load_audio(self.paths[i], self.sample_rate)
+    if len(audio) < self.chunk_len:
+      if self.short_policy == "skip":
+        raise DecodeError("too_short", self.paths[i], f"{len(audio)} < {self.chunk_len} samples")
+      audio = np.pad(audio, (0, self.chunk_len - len(audio)))
+    return audio
+
+
+def song_reader(data_cfg, songs) -> SongReader:
+  """The reader for ``songs``: packed shards when ``data.packed_dir`` holds their split, else audio files."""
+  n = chunk_len(data_cfg)
+  split = songs[0].split if songs else ""
+  if data_cfg.packed_dir and all(s.split == split for s in songs):
+    from jaxtag.data import packed
+    if packed.is_packed(data_cfg.packed_dir, split):
+      return packed.PackedReader(packed.split_dir(data_cfg.packed_dir, split), [s.id for s in songs],
+                                 data_cfg.sample_rate, n, data_cfg.short_policy)
+    logging.info("%s has no packed %r split: reading its audio files", data_cfg.packed_dir, split)
+  return SongReader([s.path for s in songs], data_cfg.sample_rate, n, data_cfg.short_policy)
 
 
 class _RandomChunk(grain.transforms.RandomMap):
@@ -69,7 +100,7 @@ class _RandomChunk(grain.transforms.RandomMap):
     bad = np.zeros(len(BAD_REASONS), np.int32)
     for _ in range(MAX_REPLACEMENTS):
       try:
-        audio = self.reader.read(song)
+        audio = self.reader.read_chunk(song, rng)
         break
       except DecodeError as e:
         bad[BAD_REASONS.index(e.reason)] += 1
@@ -77,8 +108,7 @@ class _RandomChunk(grain.transforms.RandomMap):
     else:
       raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); "
                          "is the corpus broken?")
-    start = int(rng.integers(len(audio) - self.reader.chunk_len + 1))
-    return {"audio": audio[start:start + self.reader.chunk_len], "targets": self.targets[song], "bad": bad}
+    return {"audio": audio, "targets": self.targets[song], "bad": bad}
 
 
 def chunk_len(data_cfg) -> int:
@@ -97,13 +127,15 @@ def train_dataset(data_cfg, songs, *, local_batch: int, seed: int, process_index
   shard = songs[process_index::process_count]
   if not shard:
     raise ValueError(f"process {process_index} of {process_count} has no train songs (only {len(songs)} in total)")
-  reader = SongReader([s.path for s in shard], data_cfg.sample_rate, chunk_len(data_cfg), data_cfg.short_policy)
+  reader = song_reader(data_cfg, shard)
   targets = np.stack([s.targets for s in shard]).astype(np.float32)
   ds = (grain.MapDataset.range(len(shard) * data_cfg.chunks_per_song).seed(seed).shuffle().repeat(None)
         .random_map(_RandomChunk(reader, targets, data_cfg.chunks_per_song))
         .batch(local_batch, drop_remainder=True))
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads, prefetch_buffer_size=2 * local_batch))
-  return _prefetch(ds, data_cfg.num_workers, data_cfg.worker_buffer_size)
+  settings = tuning.resolve(data_cfg)
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=settings["read_threads"],
+                                            prefetch_buffer_size=2 * local_batch))
+  return _prefetch(ds, settings["num_workers"], settings["worker_buffer_size"])
 
 
 def train_iterator(data_cfg, songs, *, local_batch: int, seed: int, process_index: int = 0,
@@ -145,9 +177,9 @@ class EvalBatches:
 
   def __init__(self, data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1):
     self.batch, self.sample_len = batch, chunk_len(data_cfg)
-    reader = SongReader([s.path for s in songs], data_cfg.sample_rate, self.sample_len, data_cfg.short_policy)
+    reader = song_reader(data_cfg, songs)
     ds = grain.MapDataset.range(len(songs))[process_index::process_count].map(_SongChunks(reader))
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_cfg.read_threads))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=tuning.resolve(data_cfg)["read_threads"]))
     self._ds = _prefetch(ds, data_cfg.get("eval_num_workers", 0), data_cfg.worker_buffer_size)
     self.bad_counts, self.bad_songs, self.chunks = {}, [], 0
     self._pass = None

@@ -1,0 +1,89 @@
+"""Shared by the throughput benchmarks: the benchmarked model configs, repeated timing with medians, the
+machine description every result carries, a printed table, and one JSON line appended per run.
+
+Why medians of repeats: the CPU these numbers come from is shared (load average recorded with each run).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import statistics
+import time
+
+from configs import mtt, smoke
+from jaxtag.data import tuning
+
+# name -> config getter; the MTT models are the paper's best (spectrogram k=8, waveform x4), fed by the
+# generated corpus so no dataset is needed (the rates depend on chunk length and batch, not on the music).
+MODELS = {
+    "smoke": lambda: smoke.get_config(),
+    "mtt_spectrogram": lambda: _on_generated(mtt.get_config("spectrogram")),
+    "mtt_waveform": lambda: _on_generated(mtt.get_config("waveform")),
+}
+# Peak dense FLOP/s by (device kind substring, dtype), for utilisation; CPUs have no published figure here.
+PEAK_FLOPS = {("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
+              ("H200", "bfloat16"): 989e12, ("H200", "float32"): 67e12}
+
+
+def _on_generated(c):
+  c.data.dataset, c.data.generated_n, c.data.generated_clip_seconds = "generated", 240, 8.0
+  return c
+
+
+def model_config(name: str, *, dtype: str = "float32", batch: int = 0, cache_dir: str = ""):
+  if name not in MODELS:
+    raise ValueError(f"unknown benchmark model {name!r}; valid: {list(MODELS)}")
+  c = MODELS[name]()
+  c.model.dtype = dtype
+  if batch:
+    c.train.global_batch_size = batch
+  c.data.cache_dir = cache_dir
+  return c
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  return next((v for (kind, dt), v in PEAK_FLOPS.items() if kind in device_kind and dt == dtype), None)
+
+
+def timed(fn, repeats: int) -> list[float]:
+  """Wall seconds of ``fn()`` for each of ``repeats`` runs."""
+  out = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    out.append(time.perf_counter() - t0)
+  return out
+
+
+def median(xs) -> float:
+  return float(statistics.median(xs))
+
+
+def machine() -> dict:
+  import jax
+  dev = jax.devices()[0]
+  return {"device_kind": dev.device_kind, "platform": dev.platform, "devices": jax.device_count(),
+          "cpus": tuning.machine_cpus(), "load_avg_1m": round(os.getloadavg()[0], 1), "jax": jax.__version__}
+
+
+def report(name: str, rows: list[dict], columns: list[str], json_out: str, settings: dict) -> None:
+  """Prints ``rows`` as a table and appends ``{benchmark, time, machine, settings, rows}`` to ``json_out``."""
+  widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+  print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+  for r in rows:
+    print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+  entry = {"benchmark": name, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(), "settings": settings, "rows": rows}
+  if json_out:
+    os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
+    with open(json_out, "a") as f:
+      f.write(json.dumps(entry) + "\n")
+
+
+def _fmt(v) -> str:
+  if v is None:
+    return "-"
+  if isinstance(v, float):
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+  return str(v)

@@ -1,0 +1,85 @@
+"""Step-only throughput: chunks/s and step time of the jitted train step on device-resident synthetic batches.
+
+``python benchmarks/train_step.py [--models=smoke,mtt_spectrogram,mtt_waveform --dtypes=float32,bfloat16
+--batch=0 --steps=5 --repeats=3 --json_out=benchmarks/results/train_step.jsonl]``
+
+No input pipeline: one random batch is put on the devices once and the step (``step.jit_train_step``, as the
+trainer runs it: state donated, batch split over all devices) runs ``--steps`` times per repeat, timed to
+``block_until_ready``; the table gives the median over ``--repeats``. FLOPs per chunk come from XLA's cost
+analysis of the compiled step (forward + backward + Adam); utilisation is quoted where a peak is known.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from benchmarks import harness
+from jaxtag import checkpoint, sharding
+from jaxtag import step as step_lib
+
+flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")
+flags.DEFINE_integer("batch", 0, "Global batch (0 = the config's).")
+flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
+flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
+flags.DEFINE_integer("n_tags", 50, "Output tags.")
+flags.DEFINE_string("json_out", "benchmarks/results/train_step.jsonl", "Append results here ('' = don't).")
+FLAGS = flags.FLAGS
+
+
+def bench(name: str, dtype: str) -> dict:
+  c = harness.model_config(name, dtype=dtype, batch=FLAGS.batch)
+  mesh = sharding.make_mesh()
+  batch_size, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
+  graphdef, params, rest = step_lib.split_model(checkpoint.new_model(c, FLAGS.n_tags))
+  tx = step_lib.optimizer()
+  state = jax.device_put(step_lib.init_state(params, rest, tx), sharding.replicated(mesh))
+  rng = np.random.default_rng(0)
+  batch = jax.device_put({"audio": (0.3 * rng.standard_normal((batch_size, n))).astype(np.float32),
+                          "targets": (rng.random((batch_size, FLAGS.n_tags)) < 0.1).astype(np.float32)},
+                         sharding.data_sharded(mesh))
+  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=c.train.loss, l2=float(c.train.l2))
+  lr = np.float32(1e-4)
+  t0 = time.perf_counter()
+  compiled = train_step.lower(state, batch, lr).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+  holder = {"state": state}
+
+  def run():
+    s = holder["state"]
+    for _ in range(FLAGS.steps):
+      s, _ = train_step(s, batch, lr)
+    jax.block_until_ready(s)
+    holder["state"] = s
+
+  run()   # warm-up (first dispatch, allocator)
+  seconds = harness.median(harness.timed(run, FLAGS.repeats))
+  step_s = seconds / FLAGS.steps
+  peak = harness.peak_flops(jax.devices()[0].device_kind, dtype)
+  params_n = sum(int(x.size) for x in jax.tree.leaves(params))
+  return {"model": name, "dtype": dtype, "params": params_n, "batch": batch_size,
+          "chunk_s": c.data.chunk_seconds, "compile_s": round(compile_s, 1), "step_ms": round(1e3 * step_s, 1),
+          "chunks_per_s": round(batch_size / step_s, 1), "gflop_per_chunk": round(flops / batch_size / 1e9, 3),
+          "tflop_per_s": round(flops / step_s / 1e12, 4),
+          "utilisation": round(flops / step_s / peak, 3) if peak else None}
+
+
+def main(argv):
+  del argv
+  rows = []
+  for name in FLAGS.models:
+    for dtype in FLAGS.dtypes:
+      rows.append(bench(name, dtype))
+      print(rows[-1], flush=True)
+  harness.report("train_step", rows, ["model", "dtype", "params", "batch", "chunk_s", "compile_s", "step_ms",
+                                      "chunks_per_s", "gflop_per_chunk", "tflop_per_s", "utilisation"],
+                 FLAGS.json_out, {"steps": FLAGS.steps, "repeats": FLAGS.repeats})
+
+
+if __name__ == "__main__":
+  app.run(main)
