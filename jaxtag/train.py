@@ -113,7 +113,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   val_targets = np.stack([s.targets for s in val_songs]) if val_songs else None
 
   mesh = sharding.make_mesh()
-  repl = sharding.replicated(mesh)
   local_batch = sharding.local_batch_size(tc.global_batch_size, mesh)
   sharding.local_batch_size(config.eval.batch_size, mesh)   # fail at start, not at the first validation
   if is_main:
