@@ -57,7 +57,7 @@ class _StopFlag:
 def _chunk_loss(logits, targets, kind: str) -> float:
   """Validation loss on chunks, the same definition as the training loss (numerically stable BCE)."""
   if kind == "mse":
-    return float(np.mean((1 / (1 + np.exp(-logits)) - targets) ** 2))
+    return float(np.mean((scoring.sigmoid(logits) - targets) ** 2))
   return float(np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
 
 
@@ -65,7 +65,7 @@ def validate(eval_fn, state, config, songs, mesh, targets) -> dict:
   """Song-level validation: mean chunk sigmoid per song, macro ROC-AUC / PR-AUC, sqrt(MSE), chunk loss."""
   logits, chunk_song, stats = inference.predict_on_mesh(
       eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh)
-  probs = 1.0 / (1.0 + np.exp(-logits))
+  probs = scoring.sigmoid(logits)
   song_scores = scoring.aggregate_chunks(probs, chunk_song, len(songs))
   seen = ~np.isnan(song_scores).any(axis=1)
   result = scoring.macro_scores(targets[seen], song_scores[seen])
