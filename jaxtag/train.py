@@ -21,6 +21,7 @@ from etils import epath
 
 from jaxtag import checkpoint, feed, inference, metrics, scoring, sharding
 from jaxtag import step as step_lib
+from jaxtag import errors
 
 
 class _StopFlag:
@@ -109,7 +110,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if config.eval.max_songs:
     val_songs = val_songs[:config.eval.max_songs]
   if not train_songs:
-    raise ValueError(f"dataset {config.data.dataset!r} has no training songs")
+    raise errors.UserError(f"dataset {config.data.dataset!r} has no training songs")
   val_targets = np.stack([s.targets for s in val_songs]) if val_songs else None
 
   mesh = sharding.make_mesh()
@@ -126,7 +127,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
   del model, params, rest
 
-  ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep)
+  ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep, best_metric=tc.best_metric)
   data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None, write=is_main)
   train_iter = feed.device_feed(
       pipeline.train_dataset(data_cfg, train_songs, local_batch=local_batch, seed=config.seed,
@@ -181,7 +182,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         host = plateau_update(host, last_val["loss"], tc.plateau_patience, tc.plateau_factor)
         if _is_better(last_val[tc.best_metric], host["best"], tc.best_metric):
           host["best"], host["best_step"] = last_val[tc.best_metric], step
-          ckpts.save_best(step, state, host)
+          ckpts.save_best(step, state, train_iter, host, last_val)
       if step % tc.checkpoint_every == 0 or step == tc.steps or stopping:
         ckpts.save(step, state, train_iter, host)
         if step == tc.stall_at and step > start:   # testing aid: hang here so a test can kill -9 mid-run
@@ -210,13 +211,13 @@ def _check_config(config) -> None:
   from jaxtag.models import registry
   from jaxtag.data import index as index_lib
   if config.model.name not in registry.MODELS:
-    raise ValueError(f"unknown model {config.model.name!r}; valid names: {', '.join(registry.MODELS)}")
+    raise errors.UserError(f"unknown model {config.model.name!r}; valid names: {', '.join(registry.MODELS)}")
   if config.train.best_metric not in ("loss", "roc_auc", "pr_auc"):
-    raise ValueError(f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
+    raise errors.UserError(f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
   if config.train.loss not in ("bce", "mse"):
-    raise ValueError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
+    raise errors.UserError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
   if config.model.dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"unknown model.dtype {config.model.dtype!r}; valid: 'float32', 'bfloat16'")
+    raise errors.UserError(f"unknown model.dtype {config.model.dtype!r}; valid: 'float32', 'bfloat16'")
   index_lib.validate(config.data)
 
 

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from jaxtag.data import synth
 from jaxtag.data.manifest import artist_split
+from jaxtag import errors
 
 GENERATOR_VERSION = 2
 AUDIBLE_DB = 14.0
@@ -247,7 +248,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   2 processes from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
   """
   if fmt not in FORMATS:
-    raise ValueError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
+    raise errors.UserError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
   jobs = [(i, n, seed, clip_seconds, fmt, out) for i in range(n)]
   if workers is None:   # spawning costs ~1-2 s per worker (imports), ~50 clips' worth: not worth it below
     workers = min(os.cpu_count() or 1, 2) if n >= PARALLEL_MIN_CLIPS else 1

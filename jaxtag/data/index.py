@@ -12,6 +12,7 @@ import numpy as np
 from etils import epath
 
 from jaxtag.data import manifest as manifest_lib
+from jaxtag import errors
 
 DATASETS = ("generated", "mtt", "msd", "manifest")
 SHORT_POLICIES = ("pad", "skip")
@@ -37,7 +38,7 @@ class SongIndex:
 
   def split(self, name: str) -> list[Song]:
     if name not in manifest_lib.SPLITS:
-      raise ValueError(f"unknown split {name!r}; valid: {list(manifest_lib.SPLITS)}")
+      raise errors.UserError(f"unknown split {name!r}; valid: {list(manifest_lib.SPLITS)}")
     return [s for s in self.songs if s.split == name]
 
   def counts(self) -> dict[str, int]:
@@ -47,19 +48,19 @@ class SongIndex:
 def validate(data_cfg) -> None:
   """Fails at start, naming the valid choices or the key to set, instead of deep inside a worker."""
   if data_cfg.dataset not in DATASETS:
-    raise ValueError(f"unknown data.dataset {data_cfg.dataset!r}; valid: {list(DATASETS)}")
+    raise errors.UserError(f"unknown data.dataset {data_cfg.dataset!r}; valid: {list(DATASETS)}")
   if data_cfg.short_policy not in SHORT_POLICIES:
-    raise ValueError(f"unknown data.short_policy {data_cfg.short_policy!r}; valid: {list(SHORT_POLICIES)}")
+    raise errors.UserError(f"unknown data.short_policy {data_cfg.short_policy!r}; valid: {list(SHORT_POLICIES)}")
   need = {"mtt": ("annotations",), "manifest": ("manifest",)}.get(data_cfg.dataset, ())
   for key in need:
     if not getattr(data_cfg, key):
-      raise ValueError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
+      raise errors.UserError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
   if data_cfg.dataset == "msd" and not any(data_cfg.labels.values()):
-    raise ValueError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
+    raise errors.UserError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
   if data_cfg.dataset == "mtt" and data_cfg.mtt_split == "clean" and not data_cfg.split_lists:
-    raise ValueError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
+    raise errors.UserError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
   if data_cfg.chunk_seconds <= 0 or data_cfg.chunks_per_song < 1:
-    raise ValueError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
+    raise errors.UserError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
 
 
 def read_tags_file(path: str) -> list[str]:
@@ -92,7 +93,7 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
   if train_size <= 0 or train_size == len(train):
     return index
   if train_size > len(train):
-    raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
+    raise errors.UserError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
   keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index

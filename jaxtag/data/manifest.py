@@ -17,6 +17,7 @@ from collections import Counter
 
 import numpy as np
 from etils import epath
+from jaxtag import errors
 
 SPLITS = ("train", "valid", "test")
 
@@ -48,7 +49,7 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
 def read_rows(path: str) -> list[dict]:
   """Manifest rows as dicts (JSONL or CSV, by extension)."""
   if not epath.Path(path).exists():
-    raise FileNotFoundError(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
+    raise errors.MissingInput(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
   rows = []
   if path.endswith(".csv"):
     with io.StringIO(epath.Path(path).read_text(), newline="") as f:
@@ -66,10 +67,10 @@ def read_rows(path: str) -> list[dict]:
           try:
             rows.append(json.loads(line))
           except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line_no}: not a JSON object ({e})") from None
+            raise errors.UserError(f"{path}:{line_no}: not a JSON object ({e})") from None
   for i, row in enumerate(rows):
     if "path" not in row or not ("tags" in row or "targets" in row):
-      raise ValueError(f"{path}: row {i} needs 'path' and 'tags' or 'targets'; got keys {sorted(row)}")
+      raise errors.UserError(f"{path}: row {i} needs 'path' and 'tags' or 'targets'; got keys {sorted(row)}")
   return rows
 
 
@@ -88,12 +89,12 @@ def targets_matrix(rows: list[dict], tags: list[str], graded: bool, path: str) -
       for t, v in r["targets"].items():
         v = float(v)
         if not 0.0 <= v <= 1.0 or t not in col:
-          raise ValueError(f"{path}: row {i}: target {t!r}={v} must be a known tag with a value in [0, 1]")
+          raise errors.UserError(f"{path}: row {i}: target {t!r}={v} must be a known tag with a value in [0, 1]")
         y[i, col[t]] = v if graded else float(v >= 0.5)
     else:
       for t in r["tags"]:
         if t not in col:
-          raise ValueError(f"{path}: row {i}: tag {t!r} is not in the tag list")
+          raise errors.UserError(f"{path}: row {i}: tag {t!r} is not in the tag list")
         y[i, col[t]] = 1.0
   return y
 
@@ -104,8 +105,8 @@ def resolve_splits(rows: list[dict], use_artist_split: bool, seed: int, path: st
     return artist_split([r.get("artist") for r in rows], seed=seed)
   splits = [r.get("split") for r in rows]
   if any(s is None for s in splits):
-    raise ValueError(f"{path}: some rows have no 'split'; add it or set --config.data.artist_split=True")
+    raise errors.UserError(f"{path}: some rows have no 'split'; add it or set --config.data.artist_split=True")
   bad = sorted(set(splits) - set(SPLITS))
   if bad:
-    raise ValueError(f"{path}: unknown split names {bad}; valid: {list(SPLITS)}")
+    raise errors.UserError(f"{path}: unknown split names {bad}; valid: {list(SPLITS)}")
   return splits

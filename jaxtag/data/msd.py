@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from jaxtag.data.index import Song, SongIndex
+from jaxtag import errors
 
 
 def read_labels(spec: str) -> tuple[list[str], np.ndarray]:
@@ -30,9 +31,9 @@ def read_labels(spec: str) -> tuple[list[str], np.ndarray]:
         rows.append(json.loads(labels))
     y = np.asarray(rows, np.float32)
   else:
-    raise ValueError(f"MSD labels {spec!r}: give 'ids.txt:y.npy' or a '.tsv' of 'id<TAB>[0, 1, ...]' lines")
+    raise errors.UserError(f"MSD labels {spec!r}: give 'ids.txt:y.npy' or a '.tsv' of 'id<TAB>[0, 1, ...]' lines")
   if y.ndim != 2 or len(ids) != len(y):
-    raise ValueError(f"MSD labels {spec!r}: {len(ids)} ids but labels of shape {y.shape}")
+    raise errors.UserError(f"MSD labels {spec!r}: {len(ids)} ids but labels of shape {y.shape}")
   return ids, y
 
 
@@ -44,7 +45,7 @@ def load(labels: dict[str, str], root: str, audio_pattern: str, tags: list[str])
       continue
     ids, y = read_labels(spec)
     if y.shape[1] != len(tags):
-      raise ValueError(f"MSD labels {spec!r} have {y.shape[1]} columns but the tag list has {len(tags)}")
+      raise errors.UserError(f"MSD labels {spec!r} have {y.shape[1]} columns but the tag list has {len(tags)}")
     songs += [Song(id=t, path=os.path.join(root, audio_pattern.format(id=t)), targets=y[i], split=split)
               for i, t in enumerate(ids)]
   return SongIndex(tags=list(tags), songs=songs, graded=False)

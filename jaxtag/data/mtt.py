@@ -19,6 +19,7 @@ from etils import epath
 
 from jaxtag.data.index import Song, SongIndex
 from jaxtag.data.index import join as index_join
+from jaxtag import errors
 
 SPLITS = ("pons", "clean")
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release
@@ -43,7 +44,7 @@ def read_split_lists(directory: str) -> dict[str, str]:
     names = [split + ext for ext in (".npy", ".txt", ".tsv")] + [f"{split}_list_pub.cP"]
     path = next((os.path.join(directory, n) for n in names if os.path.exists(os.path.join(directory, n))), None)
     if path is None:
-      raise FileNotFoundError(f"none of {names} in data.split_lists={directory!r}")
+      raise errors.MissingInput(f"none of {names} in data.split_lists={directory!r}")
     out.update({str(e).strip().split("\t")[-1]: split for e in _read_list(path) if str(e).strip()})
   return out
 
@@ -51,16 +52,16 @@ def read_split_lists(directory: str) -> dict[str, str]:
 def load(annotations: str, root: str, split: str, split_lists: str, tags: list[str]) -> SongIndex:
   """The MTT SongIndex for ``split`` (``pons`` | ``clean``), targets in the order of ``tags``."""
   if split not in SPLITS:
-    raise ValueError(f"unknown data.mtt_split {split!r}; valid: {list(SPLITS)}")
+    raise errors.UserError(f"unknown data.mtt_split {split!r}; valid: {list(SPLITS)}")
   if not epath.Path(annotations).exists():
-    raise FileNotFoundError(f"MTT annotations {annotations!r} not found; set --config.data.annotations=PATH")
+    raise errors.MissingInput(f"MTT annotations {annotations!r} not found; set --config.data.annotations=PATH")
   with io.StringIO(epath.Path(annotations).read_text(), newline="") as f:
     reader = csv.reader(f, delimiter="\t", quotechar='"')
     header = next(reader)
     rows = [r for r in reader if r]
   missing = [t for t in tags if t not in header]
   if header[0] != "clip_id" or header[-1] != "mp3_path" or missing:
-    raise ValueError(f"{annotations}: not an MTT annotations_final.csv (missing columns: {missing[:5]})")
+    raise errors.UserError(f"{annotations}: not an MTT annotations_final.csv (missing columns: {missing[:5]})")
   cols = [header.index(t) for t in tags]
   listed = read_split_lists(split_lists) if split == "clean" else None
   songs, excluded = [], {"broken_audio": 0, "not_in_split_lists": 0}

@@ -22,7 +22,7 @@ import numpy as np
 import grain
 from absl import logging
 
-from jaxtag.data import tuning
+from jaxtag.data import tuning, workers
 from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
 
 MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
@@ -117,7 +117,8 @@ def chunk_len(data_cfg) -> int:
 
 def _prefetch(ds: grain.IterDataset, num_workers: int, buffer_size: int) -> grain.IterDataset:
   if num_workers > 0:
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=buffer_size))
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=buffer_size),
+                        worker_init_fn=workers.init_fn())   # workers exit when the trainer dies
   return ds
 
 
