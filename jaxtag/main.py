@@ -51,7 +51,9 @@ def _fail(error: BaseException, prefix: str = "") -> None:
 def _config():
   """``FLAGS.config``: the config file is loaded (and overrides applied) on first access."""
   try:
-    return FLAGS.config
+    config = FLAGS.config
+    config.to_dict()   # a file that failed to load is a placeholder that raises on first use
+    return config
   except _CONFIG_ERRORS as e:
     _fail(e, "config: ")
 
@@ -64,12 +66,15 @@ def main(argv):
   _in_main = True
   logs.configure(is_main_process=True, verbosity_given=FLAGS["verbosity"].present)
   try:
+    config = _config()   # config mistakes fail before waiting for the other processes
+    from jaxtag import remote
+    remote.require_gcs(workdir=FLAGS.workdir, **{"config.data.manifest": config.data.get("manifest", "")})
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from jaxtag import train
     import jax
     # One log for the whole run: processes other than 0 report only warnings and errors.
     logs.configure(is_main_process=jax.process_index() == 0, verbosity_given=FLAGS["verbosity"].present)
-    train.train_and_evaluate(_config(), FLAGS.workdir)
+    train.train_and_evaluate(config, FLAGS.workdir)
   except (errors.UserError, errors.CheckpointSaveError) as e:
     _fail(e)
   finally:

@@ -57,13 +57,13 @@ ensure_slice() {
   fi
 }
 
-install() {   # the committed tree of this checkout, the same on every worker
+install() {   # the committed tree of this checkout, the same on every worker; [gcs]: the gs:// workdir needs it
   local tarball; tarball="$(mktemp --suffix=.tar.gz)"
   git -C "$repo" archive --format=tar.gz --prefix=jaxtag/ HEAD >"$tarball"
   "${tpu[@]}" scp "$tarball" "$name":jaxtag.tar.gz --zone="$zone" --worker=all
   rm -f "$tarball"
   "${tpu[@]}" ssh "$name" --zone="$zone" --worker=all --command="set -e; rm -rf jaxtag; tar xzf jaxtag.tar.gz;
-    python3 -m pip install -q -U '${JAX_PIP:-jax[tpu]}' && python3 -m pip install -q -e ./jaxtag"
+    python3 -m pip install -q -U '${JAX_PIP:-jax[tpu]}' && python3 -m pip install -q -e './jaxtag[gcs]'"
   installed=1
 }
 
