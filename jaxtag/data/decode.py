@@ -7,6 +7,7 @@ reason and the counts reach the trainer's metrics. Numpy-only: this runs inside 
 from __future__ import annotations
 
 import io
+import math
 import os
 
 import numpy as np
@@ -46,45 +47,129 @@ class DecodeError(Exception):
     return DecodeError, (self.reason, self.path, self.detail)
 
 
-def load_audio(path: str, sample_rate: int) -> np.ndarray:
-  """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError."""
-  source = path
-  if "://" in path:   # gs:// etc. through etils.epath: one whole-object read, decoded from memory
+LONG_FILE_SECONDS = 600.0   # longer files: training chunks are read by seeking, never by a whole decode
+WINDOW_MARGIN_S = 0.02      # resampler edge transients span ~6 ms: read this much more on each side
+BLOCK = 1 << 13             # frames per read of a whole-file decode
+
+
+def _source(path: str):
+  """What ``sf.SoundFile`` opens: the local path, or the bytes of a ``gs://`` object (one whole-object read)."""
+  if "://" in path:   # gs:// etc. through etils.epath
     remote = epath.Path(path)
     if not remote.exists():
       raise DecodeError("missing", path)
     source = io.BytesIO(remote.read_bytes())
     if not source.getbuffer().nbytes:
       raise DecodeError("empty", path, "0 bytes")
-  elif not os.path.exists(path):
+    return source
+  if not os.path.exists(path):
     raise DecodeError("missing", path)
-  elif os.path.getsize(path) == 0:
+  if os.path.getsize(path) == 0:
     raise DecodeError("empty", path, "0 bytes")
+  return path
+
+
+def _open(path: str, source=None) -> sf.SoundFile:
   try:
-    f = sf.SoundFile(source)
+    f = sf.SoundFile(_source(path) if source is None else source)
   except sf.LibsndfileError as e:
     reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
     raise DecodeError(reason, path, str(e)) from None
+  if not MIN_RATE <= f.samplerate <= MAX_RATE:
+    f.close()
+    raise DecodeError("bad_sample_rate", path, f"{f.samplerate} Hz")
+  return f
+
+
+def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
+  """Samples at ``sample_rate`` of ``frames`` at ``rate``: what soxr yields for the whole file."""
+  return frames if rate == sample_rate else int(round(frames * sample_rate / rate))
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+  """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError.
+
+  Streams: each block is mixed to mono and resampled as it is read (``soxr.ResampleStream``, bit-identical
+  to a one-shot ``soxr.resample``), so memory is the mono output plus one block, not the whole multichannel
+  source at its own rate (a 2-hour 44.1-kHz stereo FLAC: 0.46 GB of output instead of 7.5 GB peak)."""
+  f = _open(path)
   with f:
     rate, declared = f.samplerate, f.frames
-    if not MIN_RATE <= rate <= MAX_RATE:
-      raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
-    blocks = []
+    stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
+                                                                 quality="HQ")
+    out, frames, finite, peak = [], 0, True, 0.0
     try:   # block by block, so a stream that breaks partway (truncated) is told apart from garbage (corrupt)
-      while (block := f.read(1 << 13, dtype="float32", always_2d=True)).shape[0]:
-        blocks.append(block)
+      while (block := f.read(BLOCK, dtype="float32", always_2d=True)).shape[0]:
+        frames += block.shape[0]
+        mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        if finite:
+          finite = bool(np.isfinite(mono).all())
+          if finite:
+            peak = max(peak, float(np.abs(mono).max()))
+        out.append(mono if stream is None else stream.resample_chunk(mono))
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
-      raise DecodeError("truncated" if blocks else "corrupt", path, str(e)) from None
-  audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
-  if audio.shape[0] == 0:
+      raise DecodeError("truncated" if frames else "corrupt", path, str(e)) from None
+  if frames == 0:
     raise DecodeError("empty", path, "no frames")
-  if 0 < declared < 2**62 and audio.shape[0] + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
-    raise DecodeError("truncated", path, f"{audio.shape[0]} of {declared} frames")
-  mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-  if not np.isfinite(mono).all():
+  if 0 < declared < 2**62 and frames + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
+    raise DecodeError("truncated", path, f"{frames} of {declared} frames")
+  if not finite:
     raise DecodeError("non_finite", path)
-  if np.abs(mono).max() < SILENCE_PEAK:
+  if peak < SILENCE_PEAK:
     raise DecodeError("silent", path, f"peak < {SILENCE_PEAK}")
+  if stream is not None:
+    out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+  return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+def probe(path: str) -> tuple[int, int] | None:
+  """``(rate, frames)`` of a local file longer than ``LONG_FILE_SECONDS`` (one header read), else None
+  (short files, and remote ones: those are read whole). Raises DecodeError for what cannot be opened."""
+  if "://" in path:
+    return None
+  f = _open(path)
+  with f:
+    if not (f.seekable() and 0 < f.frames < 2**62 and f.frames > LONG_FILE_SECONDS * f.samplerate):
+      return None
+    return f.samplerate, f.frames
+
+
+def read_window(path: str, sample_rate: int, start: int, length: int) -> np.ndarray:
+  """Samples ``[start, start + length)`` of ``path`` at ``sample_rate`` (float32 mono), reading only them.
+
+  Seeks to the first source frame needed (FLAC via its seek table, WAV directly; libsndfile's mp3 seek goes
+  through mpg123, whose first frames after a seek can differ from a decode from the start: the window
+  margin absorbs that). With resampling, the window starts on a source frame that maps exactly onto an
+  output sample (a multiple of ``rate / gcd``) and reaches ``WINDOW_MARGIN_S`` beyond both ends, so the
+  chunk matches a whole-file resample to float rounding (max |diff| 7e-7 measured on noise, 44.1 -> 16 kHz).
+  A chunk with NaN/inf samples is ``non_finite``; a read that stops short is ``truncated``. A long file
+  is not checked for silence as a whole (a quiet passage of a long recording is not a broken file)."""
+  f = _open(path)
+  with f:
+    rate = f.samplerate
+    if rate == sample_rate:
+      src_start, src_len, skip = start, length, 0
+    else:
+      g = math.gcd(rate, sample_rate)
+      p, q = rate // g, sample_rate // g                 # q output samples span exactly p source frames
+      margin = int(WINDOW_MARGIN_S * sample_rate)
+      out_start = max(0, start - margin) // q * q
+      src_start = out_start // q * p
+      src_len = int(math.ceil((start + length + margin - out_start) * rate / sample_rate))
+      skip = start - out_start
+    try:
+      f.seek(src_start)
+      block = f.read(src_len, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+      raise DecodeError("truncated", path, f"reading frames {src_start}+{src_len}: {e}") from None
+  mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+  if not np.isfinite(mono).all():
+    raise DecodeError("non_finite", path, f"in frames {src_start}+{src_len}")
   if rate != sample_rate:
     mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
-  return np.ascontiguousarray(mono, dtype=np.float32)
+  chunk = mono[skip:skip + length]
+  if len(chunk) < length:
+    if len(chunk) + TRUNCATION_SLACK < length:
+      raise DecodeError("truncated", path, f"{len(chunk)} of {length} samples at {start}")
+    chunk = np.pad(chunk, (0, length - len(chunk)))   # resampler rounding at the very end of the file
+  return np.ascontiguousarray(chunk, dtype=np.float32)

@@ -23,6 +23,7 @@ import grain
 from absl import logging
 
 from jaxtag.data import tuning, workers
+from jaxtag.data import decode
 from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
 
 MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
@@ -41,6 +42,8 @@ class SongReader:
   def __init__(self, paths: list[str], sample_rate: int, chunk_len: int, short_policy: str):
     self.paths, self.sample_rate, self.chunk_len, self.short_policy = list(paths), sample_rate, chunk_len, short_policy
     self._bad: dict[int, DecodeError] = {}
+    self._short = np.zeros(len(self.paths), bool)      # probed: read whole (one byte per song)
+    self._long: dict[int, tuple[int, int]] = {}         # probed long files: (rate, frames), read by seeking
 
   def __len__(self) -> int:
     return len(self.paths)
@@ -52,9 +55,28 @@ class SongReader:
     return self._guard(i, self._read)
 
   def read_chunk(self, i: int, rng: np.random.Generator) -> np.ndarray:
+    """One random chunk. Files longer than ``decode.LONG_FILE_SECONDS`` are read by seeking to the chunk
+    (a whole decode of a 2-hour file costs GBs and ~20 s); shorter ones whole, as ``read`` does, so that
+    packed shards (which know song lengths) draw the same start and yield bit-identical chunks."""
+    info = self._guard(i, self._probe)
+    if info is not None:
+      n = decode.resampled_length(info[1], info[0], self.sample_rate)
+      start = int(rng.integers(n - self.chunk_len + 1))
+      return self._guard(i, lambda j: decode.read_window(self.paths[j], self.sample_rate, start, self.chunk_len))
     audio = self.read(i)
     start = int(rng.integers(len(audio) - self.chunk_len + 1))
     return audio[start:start + self.chunk_len]
+
+  def _probe(self, i: int) -> tuple[int, int] | None:
+    if self._short[i]:
+      return None
+    if i not in self._long:
+      info = decode.probe(self.paths[i])
+      if info is None:
+        self._short[i] = True
+        return None
+      self._long[i] = info
+    return self._long[i]
 
   def _guard(self, i: int, fn):
     """``fn(i)``, remembering and logging (once) a DecodeError for song i."""
