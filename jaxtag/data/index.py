@@ -11,7 +11,7 @@ import os
 import numpy as np
 from etils import epath
 
-from jaxtag.data import manifest as manifest_lib
+from jaxtag.data import columns, manifest as manifest_lib
 from jaxtag import errors
 
 DATASETS = ("generated", "mtt", "msd", "manifest")
@@ -37,11 +37,17 @@ class SongIndex:
   train_pool: int = 0          # train songs before the ``train_size`` subset
 
   def split(self, name: str) -> list[Song]:
+    """The songs of split ``name`` (a ``columns.SongView`` for manifests, which has the list interface)."""
     if name not in manifest_lib.SPLITS:
       raise errors.UserError(f"unknown split {name!r}; valid: {list(manifest_lib.SPLITS)}")
+    if isinstance(self.songs, columns.SongView):
+      return columns.SongView(self.songs.table, self.songs.rows[self.songs.split_codes == columns.SPLIT_CODES[name]])
     return [s for s in self.songs if s.split == name]
 
   def counts(self) -> dict[str, int]:
+    if isinstance(self.songs, columns.SongView):
+      codes = np.bincount(self.songs.split_codes, minlength=len(manifest_lib.SPLITS))
+      return {name: int(codes[k]) for k, name in enumerate(manifest_lib.SPLITS)}
     return {name: sum(s.split == name for s in self.songs) for name in manifest_lib.SPLITS}
 
 
@@ -94,6 +100,13 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
     return index
   if train_size > len(train):
     raise errors.UserError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
+  if isinstance(index.songs, columns.SongView):   # the same choice, on the id column
+    keys = np.fromiter((manifest_lib.stable_hash("train_size", i) for i in train.ids), np.uint64, count=len(train))
+    keep = np.sort(train.rows[np.argsort(keys, kind="stable")[:train_size]])
+    rows = index.songs.rows
+    is_train = index.songs.split_codes == columns.SPLIT_CODES["train"]
+    index.songs = columns.SongView(index.songs.table, np.sort(np.concatenate([rows[~is_train], keep])))
+    return index
   keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index
@@ -101,6 +114,14 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
 
 def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, use_artist_split: bool,
                   seed: int = 0) -> SongIndex:
+  """The manifest as columns (``columns.build``): ~0.5 KB per song instead of ~3 KB of Python objects."""
+  tags, table = columns.build(path, root or parent(path), tags, graded, use_artist_split, seed)
+  return SongIndex(tags=tags, songs=columns.SongView(table, np.arange(len(table.splits))), graded=graded)
+
+
+def from_manifest_rows(path: str, root: str, tags: list[str] | None, graded: bool, use_artist_split: bool,
+                       seed: int = 0) -> SongIndex:
+  """One ``Song`` object per row: the reference ``from_manifest`` is checked against."""
   rows = manifest_lib.read_rows(path)
   tags = tags or manifest_lib.tag_list(rows)
   y = manifest_lib.targets_matrix(rows, tags, graded, path)

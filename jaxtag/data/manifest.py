@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 from collections import Counter
 
@@ -46,32 +45,43 @@ def artist_split(artists: list[str | None], fractions=(0.8, 0.1, 0.1), seed: int
   return [assigned[k] for k in keys]
 
 
-def read_rows(path: str) -> list[dict]:
-  """Manifest rows as dicts (JSONL or CSV, by extension)."""
+def iter_rows(path: str):
+  """Manifest rows as dicts, one at a time (JSONL or CSV, by extension): a 1M-row manifest is never held
+  as 1M dicts. Rows without ``path`` or without ``tags``/``targets`` fail with their number."""
   if not epath.Path(path).exists():
     raise errors.MissingInput(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
-  rows = []
-  if path.endswith(".csv"):
-    with io.StringIO(epath.Path(path).read_text(), newline="") as f:
-      for row in csv.DictReader(f):
+  with epath.Path(path).open() as f:
+    if path.endswith(".csv"):
+      lines = ((i, row) for i, row in enumerate(csv.DictReader(f)))
+    else:
+      lines = _json_lines(f, path)
+    for i, row in lines:
+      if path.endswith(".csv"):
         row = {k: v for k, v in row.items() if v not in ("", None)}
         if "tags" in row:
           row["tags"] = [t.strip() for t in row["tags"].split(";") if t.strip()]
         if "targets" in row:
           row["targets"] = json.loads(row["targets"])
-        rows.append(row)
-  else:
-    with epath.Path(path).open() as f:
-      for line_no, line in enumerate(f, 1):
-        if line.strip():
-          try:
-            rows.append(json.loads(line))
-          except json.JSONDecodeError as e:
-            raise errors.UserError(f"{path}:{line_no}: not a JSON object ({e})") from None
-  for i, row in enumerate(rows):
-    if "path" not in row or not ("tags" in row or "targets" in row):
-      raise errors.UserError(f"{path}: row {i} needs 'path' and 'tags' or 'targets'; got keys {sorted(row)}")
-  return rows
+      if "path" not in row or not ("tags" in row or "targets" in row):
+        raise errors.UserError(f"{path}: row {i} needs 'path' and 'tags' or 'targets'; got keys {sorted(row)}")
+      yield row
+
+
+def _json_lines(f, path: str):
+  i = 0
+  for line_no, line in enumerate(f, 1):
+    if line.strip():
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise errors.UserError(f"{path}:{line_no}: not a JSON object ({e})") from None
+      yield i, row
+      i += 1
+
+
+def read_rows(path: str) -> list[dict]:
+  """Manifest rows as dicts (JSONL or CSV, by extension)."""
+  return list(iter_rows(path))
 
 
 def tag_list(rows: list[dict]) -> list[str]:

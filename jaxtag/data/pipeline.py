@@ -40,7 +40,9 @@ class SongReader:
   """
 
   def __init__(self, paths: list[str], sample_rate: int, chunk_len: int, short_policy: str):
-    self.paths, self.sample_rate, self.chunk_len, self.short_policy = list(paths), sample_rate, chunk_len, short_policy
+    # a columns.Strings stays one buffer (what each worker receives); a plain sequence becomes a list
+    self.paths = paths if hasattr(paths, "offsets") else list(paths)
+    self.sample_rate, self.chunk_len, self.short_policy = sample_rate, chunk_len, short_policy
     self._bad: dict[int, DecodeError] = {}
     self._short = np.zeros(len(self.paths), bool)      # probed: read whole (one byte per song)
     self._long: dict[int, tuple[int, int]] = {}         # probed long files: (rate, frames), read by seeking
@@ -102,20 +104,26 @@ def song_reader(data_cfg, songs) -> SongReader:
   """The reader for ``songs``: packed shards when ``data.packed_dir`` holds their split, else audio files."""
   n = chunk_len(data_cfg)
   split = songs[0].split if songs else ""
-  if data_cfg.packed_dir and all(s.split == split for s in songs):
+  columnar = hasattr(songs, "split_codes")   # a columns.SongView: use its columns, not 1M Song objects
+  one_split = len(set(songs.split_codes.tolist())) <= 1 if columnar else all(s.split == split for s in songs)
+  if data_cfg.packed_dir and one_split:
     from jaxtag.data import packed
     if packed.is_packed(data_cfg.packed_dir, split):
-      return packed.PackedReader(packed.split_dir(data_cfg.packed_dir, split), [s.id for s in songs],
+      return packed.PackedReader(packed.split_dir(data_cfg.packed_dir, split),
+                                 songs.ids if columnar else [s.id for s in songs],
                                  data_cfg.sample_rate, n, data_cfg.short_policy)
     logging.info("%s has no packed %r split: reading its audio files", data_cfg.packed_dir, split)
-  return SongReader([s.path for s in songs], data_cfg.sample_rate, n, data_cfg.short_policy)
+  return SongReader(songs.paths if columnar else [s.path for s in songs], data_cfg.sample_rate, n,
+                    data_cfg.short_policy)
 
 
 class _RandomChunk(grain.transforms.RandomMap):
-  """Shuffled position -> one random chunk of its song (or of a deterministic replacement if bad)."""
+  """Shuffled position -> one random chunk of its song (or of a deterministic replacement if bad), and the
+  song's index: workers never hold the (songs, tags) targets matrix (184 MB at 1M songs x 46 tags, pickled
+  into every worker); ``_AttachTargets`` looks them up in the trainer process."""
 
-  def __init__(self, reader: SongReader, targets: np.ndarray, chunks_per_song: int):
-    self.reader, self.targets, self.chunks_per_song = reader, targets, chunks_per_song
+  def __init__(self, reader: SongReader, n_songs: int, chunks_per_song: int):
+    self.reader, self.n_songs, self.chunks_per_song = reader, n_songs, chunks_per_song
 
   def random_map(self, element: int, rng: np.random.Generator) -> dict:
     song = int(element) // self.chunks_per_song
@@ -130,7 +138,19 @@ class _RandomChunk(grain.transforms.RandomMap):
     else:
       raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); "
                          "is the corpus broken?")
-    return {"audio": audio, "targets": self.targets[song], "bad": bad}
+    return {"audio": audio, "song": np.int32(song), "bad": bad}
+
+
+class _AttachTargets(grain.transforms.Map):
+  """Batch with ``song`` indices -> batch with their ``targets`` rows (runs in the trainer process)."""
+
+  def __init__(self, targets: np.ndarray):
+    self.targets = targets
+
+  def map(self, batch: dict) -> dict:
+    out = {k: v for k, v in batch.items() if k != "song"}
+    out["targets"] = self.targets[np.asarray(batch["song"])]
+    return out
 
 
 def chunk_len(data_cfg) -> int:
@@ -151,14 +171,14 @@ def train_dataset(data_cfg, songs, *, local_batch: int, seed: int, process_index
   if not shard:
     raise ValueError(f"process {process_index} of {process_count} has no train songs (only {len(songs)} in total)")
   reader = song_reader(data_cfg, shard)
-  targets = np.stack([s.targets for s in shard]).astype(np.float32)
+  targets = (shard.targets if hasattr(shard, "targets") else np.stack([s.targets for s in shard])).astype(np.float32)
   ds = (grain.MapDataset.range(len(shard) * data_cfg.chunks_per_song).seed(seed).shuffle().repeat(None)
-        .random_map(_RandomChunk(reader, targets, data_cfg.chunks_per_song))
+        .random_map(_RandomChunk(reader, len(shard), data_cfg.chunks_per_song))
         .batch(local_batch, drop_remainder=True))
   settings = tuning.resolve(data_cfg)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=settings["read_threads"],
                                             prefetch_buffer_size=2 * local_batch))
-  return _prefetch(ds, settings["num_workers"], settings["worker_buffer_size"])
+  return _prefetch(ds, settings["num_workers"], settings["worker_buffer_size"]).map(_AttachTargets(targets))
 
 
 def train_iterator(data_cfg, songs, *, local_batch: int, seed: int, process_index: int = 0,

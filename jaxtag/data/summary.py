@@ -19,8 +19,13 @@ FLAGS = flags.FLAGS
 
 def summarize(data_cfg) -> dict:
   idx = index_lib.load_songs(data_cfg)
-  y = np.stack([s.targets for s in idx.songs]) if idx.songs else np.zeros((0, len(idx.tags)), np.float32)
-  splits = {name: np.array([s.split == name for s in idx.songs], bool) for name in ("train", "valid", "test")}
+  if hasattr(idx.songs, "split_codes"):   # a columnar manifest index: no Song objects needed
+    from jaxtag.data import columns
+    y, codes = idx.songs.targets, idx.songs.split_codes
+    splits = {name: codes == columns.SPLIT_CODES[name] for name in ("train", "valid", "test")}
+  else:
+    y = np.stack([s.targets for s in idx.songs]) if idx.songs else np.zeros((0, len(idx.tags)), np.float32)
+    splits = {name: np.array([s.split == name for s in idx.songs], bool) for name in ("train", "valid", "test")}
   prevalence = (y > 0).mean(axis=0) if len(y) else np.zeros(len(idx.tags))
   return {
     "dataset": data_cfg.dataset,
