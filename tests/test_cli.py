@@ -86,3 +86,21 @@ def test_traceback_flag_shows_the_trace(tmp_path):
                         cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
   assert "unknown model 'nope'" in proc.stderr
+
+
+def test_log_filter_keeps_own_info_and_every_warning_without_foreign_tracebacks():
+  import logging
+  from jaxtag import logs
+
+  def record(path, level, msg="m", exc=None):
+    return logging.LogRecord("absl", level, path, 1, msg, None, exc)
+  f = logs.OwnInfoOnly()
+  assert f.filter(record(os.path.join(JAXTAG, "train.py"), logging.INFO))
+  assert not f.filter(record("/site-packages/orbax/checkpoint/checkpoint_manager.py", logging.INFO))
+  try:
+    raise OSError("disk full")
+  except OSError:
+    foreign = record("/site-packages/orbax/x.py", logging.ERROR, "save failed", sys.exc_info())
+  assert f.filter(foreign) and foreign.exc_info is None   # the line stays, its traceback goes
+  assert not f.filter(record("/x/orbax/checkpoint_manager.py", logging.WARNING,
+                             "Requested `tracked_metric`; did not provide metrics."))

@@ -203,3 +203,18 @@ def test_sigterm_to_the_launcher_stops_both_processes_at_one_saved_step(tmp_path
     assert f"saved step {step}, exiting" in (logs / f"process_{i}.log").read_text()
   assert sorted(p.name for p in (workdir / "checkpoints" / str(step) / "data_iter").glob("*.json")) == [
       "process_0-of-2.json", "process_1-of-2.json"]
+
+
+def test_two_processes_fall_back_together_past_a_truncated_checkpoint(two_process_run, tmp_path, corpus_cache):
+  """Both processes find step 4 unreadable, agree (one allgather per try), resume from step 2 and finish."""
+  import shutil
+  from test_checkpoint_policy import truncate_data_files
+  workdir, logs = tmp_path / "run", tmp_path / "logs"
+  shutil.copytree(two_process_run / "run", workdir)
+  assert truncate_data_files(workdir / "checkpoints" / "4") > 0
+  run_launcher(workdir, corpus_cache, logs, "--config.train.steps=6")
+  for p in (0, 1):
+    log = (logs / f"process_{p}.log").read_text()
+    assert log.count("checkpoint step 4 cannot be restored") == 1, log[-3000:]
+  assert f"resumed from {workdir}/checkpoints/2" in (logs / "process_0.log").read_text()
+  assert (workdir / "checkpoints" / "4.corrupt").is_dir() and final_state(workdir)[0] == 6
