@@ -31,10 +31,16 @@ class Strings:
 
   @classmethod
   def from_list(cls, items: list[str], prefix: str = "") -> "Strings":
-    encoded = [s.encode() for s in items]
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    return cls(b"".join(encoded), offsets, prefix)
+    """One join and one encode (no per-item bytes objects); items end at the NUL separators."""
+    if not items:
+      return cls(b"", np.zeros(1, np.int64), prefix)
+    buffer = ("\0".join(items) + "\0").encode()
+    ends = np.flatnonzero(np.frombuffer(buffer, np.uint8) == 0)
+    if len(ends) != len(items):
+      raise ValueError("a string contains NUL")
+    offsets = np.empty(len(items) + 1, np.int64)
+    offsets[0], offsets[1:] = 0, ends + 1
+    return cls(buffer, offsets, prefix)
 
   def __len__(self) -> int:
     return len(self.offsets) - 1
@@ -45,12 +51,19 @@ class Strings:
     i = int(i)
     if i < 0:
       i += len(self)
-    text = self.buffer[self.offsets[i]:self.offsets[i + 1]].decode()
+    text = self.buffer[self.offsets[i]:self.offsets[i + 1] - 1].decode()
     return self.prefix + text if self.prefix and not (text.startswith("/") or "://" in text) else text
 
   def take(self, rows: np.ndarray) -> "Strings":
-    return Strings.from_list([self.buffer[self.offsets[r]:self.offsets[r + 1]].decode() for r in rows],
-                             self.prefix)
+    """The items ``rows``, as a new compact buffer (the same object when ``rows`` is all, in order)."""
+    rows = np.asarray(rows, np.int64)
+    if len(rows) == len(self) and (len(rows) == 0 or (rows[0] == 0 and np.all(np.diff(rows) == 1))):
+      return self
+    starts, ends = self.offsets[rows], self.offsets[rows + 1]
+    buffer = b"".join([self.buffer[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    return Strings(buffer, offsets, self.prefix)
 
   def __iter__(self):
     return (self[i] for i in range(len(self)))
@@ -123,51 +136,71 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
   >= 0.5), graded values with ``graded``; tags by descending popularity when no tag list is given; unknown
   tag names and bad values fail with the row number."""
   ids, paths, splits, artists = [], [], [], []
-  # sparse (row, tag, value) triples in typed arrays (4 B each, not a 28-B Python object), tags interned
-  entry_row, entry_tag, entry_value = array.array("q"), array.array("q"), array.array("f")
-  tag_ids: dict[str, int] = {t: j for j, t in enumerate(tags)} if tags else {}
-  fixed = bool(tags)
-  for i, row in enumerate(manifest_lib.iter_rows(path)):
-    ids.append(str(row.get("id", i)))
+  keys, values, per_row = [], array.array("f"), array.array("q")   # sparse (tag, value) pairs, per-row counts
+  is_graded_row = array.array("b")
+  for i, row in enumerate(manifest_lib.iter_rows(path)):   # the hot loop: a few appends per row, no checks
+    ids.append(row.get("id", i))
     paths.append(row["path"])
     splits.append(row.get("split"))
-    artist = row.get("artist")
-    artists.append(None if artist is None else str(artist))
-    use_targets = (graded and "targets" in row) or "tags" not in row
-    items = row["targets"].items() if use_targets else ((t, 1.0) for t in row["tags"])
-    for t, v in items:
-      v = float(v)
-      if use_targets and not 0.0 <= v <= 1.0:
-        raise errors.UserError(
-            f"{path}: row {i}: target {t!r}={v} must be a known tag with a value in [0, 1]")
-      j = tag_ids.get(t)
-      if j is None:
-        if fixed:
-          what = f"target {t!r}={v} must be a known tag with a value in [0, 1]" if use_targets else \
-              f"tag {t!r} is not in the tag list"
-          raise errors.UserError(f"{path}: row {i}: {what}")
-        j = tag_ids[t] = len(tag_ids)
-      entry_row.append(i)
-      entry_tag.append(j)
-      entry_value.append(v if graded or not use_targets else float(v >= 0.5))
+    artists.append(row.get("artist"))
+    if (graded and "targets" in row) or "tags" not in row:
+      targets = row["targets"]
+      keys.extend(targets)
+      try:
+        values.extend(targets.values())
+      except TypeError:
+        raise errors.UserError(f"{path}: row {i}: target values must be numbers in [0, 1]: {targets}") from None
+      per_row.append(len(targets))
+      is_graded_row.append(1)
+    else:
+      row_tags = row["tags"]
+      keys.extend(row_tags)
+      values.extend([1.0] * len(row_tags))
+      per_row.append(len(row_tags))
+      is_graded_row.append(0)
   n = len(ids)
-  rows_a, tags_a = np.frombuffer(entry_row, np.int64), np.frombuffer(entry_tag, np.int64)
-  values = np.frombuffer(entry_value, np.float32)
-  del entry_row, entry_tag, entry_value
-  if not fixed:   # popularity order, ties by name: what manifest.tag_list gives
-    names = list(tag_ids)
-    counts = np.bincount(tags_a, minlength=len(names))
-    order = sorted(range(len(names)), key=lambda j: (-counts[j], names[j]))
+  counts = np.frombuffer(per_row, np.int64) if n else np.zeros(0, np.int64)
+  rows_a = np.repeat(np.arange(n, dtype=np.int32), counts)
+  vals = np.frombuffer(values, np.float32).copy() if len(values) else np.zeros(0, np.float32)
+  from_targets = np.repeat(np.frombuffer(is_graded_row, np.int8).astype(bool), counts) if n else np.zeros(0, bool)
+  bad = np.flatnonzero(from_targets & ~((vals >= 0.0) & (vals <= 1.0)))
+  if len(bad):
+    k = int(bad[0])
+    raise errors.UserError(f"{path}: row {rows_a[k]}: target {keys[k]!r}={float(vals[k])} must be a known tag "
+                           "with a value in [0, 1]")
+  if not graded:
+    vals = np.where(from_targets, (vals >= 0.5).astype(np.float32), vals)
+  if tags:
+    tag_ids = {t: j for j, t in enumerate(tags)}
+    tags_a = np.fromiter((tag_ids.get(k, -1) for k in keys), np.int64, count=len(keys))
+    unknown = np.flatnonzero(tags_a < 0)
+    if len(unknown):
+      k = int(unknown[0])
+      what = (f"target {keys[k]!r}={float(vals[k])} must be a known tag with a value in [0, 1]" if from_targets[k]
+              else f"tag {keys[k]!r} is not in the tag list")
+      raise errors.UserError(f"{path}: row {rows_a[k]}: {what}")
+  else:   # popularity order, ties by name: what manifest.tag_list gives
+    first_seen: dict = {}
+    tags_a = np.fromiter((first_seen.setdefault(k, len(first_seen)) for k in keys), np.int64, count=len(keys))
+    names = [str(t) for t in first_seen]
+    freq = np.bincount(tags_a, minlength=len(names))
+    order = sorted(range(len(names)), key=lambda j: (-freq[j], names[j]))
     remap = np.empty(len(names), np.int64)
     remap[order] = np.arange(len(names))
     tags_a, tags = remap[tags_a], [names[j] for j in order]
-  y = np.zeros((n, len(tags)), np.float32)
-  y[rows_a, tags_a] = values
-  codes = _split_codes(splits, artists, use_artist_split, seed, path)
+  del keys
+  id_col, path_col = Strings.from_list([x if isinstance(x, str) else str(x) for x in ids]), None
+  del ids
   base = root_base.rstrip("/") + "/" if root_base else ""
+  path_col = Strings.from_list(paths, base)
+  del paths
+  artists = [a if a is None or isinstance(a, str) else str(a) for a in artists]
+  y = np.zeros((n, len(tags)), np.float32)
+  y[rows_a, tags_a] = vals
+  codes = _split_codes(splits, artists, use_artist_split, seed, path)
   has_artist = np.fromiter((a is not None for a in artists), bool, count=n)
   artist_col = Strings.from_list([a or "" for a in artists]) if has_artist.any() else None
-  return list(tags), SongTable(Strings.from_list(ids), Strings.from_list(paths, base), y, codes, artist_col,
+  return list(tags), SongTable(id_col, path_col, y, codes, artist_col,
                                has_artist if artist_col is not None else None)
 
 

@@ -50,13 +50,11 @@ def iter_rows(path: str):
   as 1M dicts. Rows without ``path`` or without ``tags``/``targets`` fail with their number."""
   if not epath.Path(path).exists():
     raise errors.MissingInput(f"manifest {path!r} not found; set --config.data.manifest=PATH (.jsonl or .csv)")
+  is_csv = path.endswith(".csv")
   with epath.Path(path).open() as f:
-    if path.endswith(".csv"):
-      lines = ((i, row) for i, row in enumerate(csv.DictReader(f)))
-    else:
-      lines = _json_lines(f, path)
+    lines = enumerate(csv.DictReader(f)) if is_csv else _json_lines(f, path)
     for i, row in lines:
-      if path.endswith(".csv"):
+      if is_csv:
         row = {k: v for k, v in row.items() if v not in ("", None)}
         if "tags" in row:
           row["tags"] = [t.strip() for t in row["tags"].split(";") if t.strip()]
@@ -68,13 +66,21 @@ def iter_rows(path: str):
 
 
 def _json_lines(f, path: str):
+  """``(row number, dict)`` of each non-blank line; orjson (3-5x faster on 1M rows) when installed."""
+  try:
+    import orjson
+    loads, error = orjson.loads, orjson.JSONDecodeError
+  except ImportError:
+    loads, error = json.loads, json.JSONDecodeError
   i = 0
   for line_no, line in enumerate(f, 1):
     if line.strip():
       try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
+        row = loads(line)
+      except error as e:
         raise errors.UserError(f"{path}:{line_no}: not a JSON object ({e})") from None
+      if not isinstance(row, dict):
+        raise errors.UserError(f"{path}:{line_no}: not a JSON object")
       yield i, row
       i += 1
 
