@@ -97,3 +97,11 @@ def test_200k_rows_index_within_memory_bound(tmp_path):
   assert m["songs"] == 200_000
   assert m["delta_mb"] <= 200, m   # 1 GB per 1M rows, scaled
   assert m["s"] <= 10, m           # 10 s is the 1M bound; generous here for a shared 2-core CI machine
+
+
+def test_paths_store_their_common_directory_once():
+  s = columns.Strings.paths(["a/1.flac", "a/b/2.flac", "/data/x/a/3.flac"], base="/data/x/")
+  assert list(s) == ["/data/x/a/1.flac", "/data/x/a/b/2.flac", "/data/x/a/3.flac"] and s.prefix == "/data/x/a/"
+  assert list(s.take([2, 0])) == ["/data/x/a/3.flac", "/data/x/a/1.flac"]
+  mixed = columns.Strings.paths(["gs://b/1.mp3", "/local/2.mp3"])
+  assert list(mixed) == ["gs://b/1.mp3", "/local/2.mp3"] and mixed.prefix == ""

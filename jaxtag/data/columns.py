@@ -14,6 +14,7 @@ and ``SongView`` presents a selection of rows with the ``list[Song]`` interface 
 from __future__ import annotations
 
 import array
+import os
 
 import numpy as np
 
@@ -26,21 +27,38 @@ SPLIT_CODES = {name: k for k, name in enumerate(manifest_lib.SPLITS)}
 class Strings:
   """An immutable sequence of str stored as one utf-8 buffer plus offsets (cheap to pickle to workers)."""
 
-  def __init__(self, buffer: bytes, offsets: np.ndarray, prefix: str = ""):
-    self.buffer, self.offsets, self.prefix = buffer, offsets, prefix
+  def __init__(self, buffer: bytes, offsets: np.ndarray, prefix: str = "", always: bool = False):
+    # ``prefix`` goes before every item (``always``) or before the relative ones (a manifest's root)
+    self.buffer, self.offsets, self.prefix, self.always = buffer, offsets, prefix, always
 
   @classmethod
-  def from_list(cls, items: list[str], prefix: str = "") -> "Strings":
+  def paths(cls, items: list[str], base: str = "") -> "Strings":
+    """File paths: ``base`` joined to the relative ones, then their common directory stored once (a 1M-song
+    corpus under one directory keeps ~15 B per path, which is what each loader worker receives). Rewrites
+    ``items`` in place (no second list of 1M strings)."""
+    for i, p in enumerate(items):
+      if base and not (p.startswith("/") or "://" in p):
+        items[i] = base + p
+    common = os.path.commonprefix(items) if items else ""
+    common = common[:common.rfind("/") + 1]
+    if common:
+      n = len(common)
+      for i, p in enumerate(items):
+        items[i] = p[n:]
+    return cls.from_list(items, common, always=True)
+
+  @classmethod
+  def from_list(cls, items: list[str], prefix: str = "", always: bool = False) -> "Strings":
     """One join and one encode (no per-item bytes objects); items end at the NUL separators."""
     if not items:
-      return cls(b"", np.zeros(1, np.int64), prefix)
+      return cls(b"", np.zeros(1, np.int64), prefix, always)
     buffer = ("\0".join(items) + "\0").encode()
     ends = np.flatnonzero(np.frombuffer(buffer, np.uint8) == 0)
     if len(ends) != len(items):
       raise ValueError("a string contains NUL")
     offsets = np.empty(len(items) + 1, np.int64)
     offsets[0], offsets[1:] = 0, ends + 1
-    return cls(buffer, offsets, prefix)
+    return cls(buffer, offsets, prefix, always)
 
   def __len__(self) -> int:
     return len(self.offsets) - 1
@@ -52,7 +70,9 @@ class Strings:
     if i < 0:
       i += len(self)
     text = self.buffer[self.offsets[i]:self.offsets[i + 1] - 1].decode()
-    return self.prefix + text if self.prefix and not (text.startswith("/") or "://" in text) else text
+    if self.always or (self.prefix and not (text.startswith("/") or "://" in text)):
+      return self.prefix + text
+    return text
 
   def take(self, rows: np.ndarray) -> "Strings":
     """The items ``rows``, as a new compact buffer (the same object when ``rows`` is all, in order)."""
@@ -63,7 +83,7 @@ class Strings:
     buffer = b"".join([self.buffer[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
     offsets = np.zeros(len(rows) + 1, np.int64)
     np.cumsum(ends - starts, out=offsets[1:])
-    return Strings(buffer, offsets, self.prefix)
+    return Strings(buffer, offsets, self.prefix, self.always)
 
   def __iter__(self):
     return (self[i] for i in range(len(self)))
@@ -191,8 +211,7 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
   del keys
   id_col, path_col = Strings.from_list([x if isinstance(x, str) else str(x) for x in ids]), None
   del ids
-  base = root_base.rstrip("/") + "/" if root_base else ""
-  path_col = Strings.from_list(paths, base)
+  path_col = Strings.paths(paths, root_base.rstrip("/") + "/" if root_base else "")
   del paths
   artists = [a if a is None or isinstance(a, str) else str(a) for a in artists]
   y = np.zeros((n, len(tags)), np.float32)
