@@ -82,7 +82,10 @@ def test_end_to_end_smoke_run(full_run):
   assert [r["step"] for r in vals] == [20, 40]
   assert all(0.0 <= r["val/roc_auc"] <= 1.0 and 0.0 < r["val/pr_auc"] <= 1.0 for r in vals)
   assert sorted(int(p.name) for p in (full_run / "checkpoints").iterdir() if p.name.isdigit()) == [20, 40]
-  assert any(p.name.isdigit() for p in (full_run / "best").iterdir())
+  ckpts = checkpoint.Checkpoints(full_run, keep=3)   # one manager: the latest steps, the best among them
+  assert ckpts.best_step() in (20, 40) and ckpts.latest.metrics(ckpts.best_step())["loss"] > 0
+  ckpts.close()
+  assert not (full_run / "best").exists()
   assert (full_run / "config.json").exists() and (full_run / "tensorboard").is_dir()
   assert any(r.get("chunks_per_s", 0) > 0 for r in records)
 

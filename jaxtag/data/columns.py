@@ -131,6 +131,12 @@ class SongView:
   def __bool__(self) -> bool:
     return len(self.rows) > 0
 
+  def __add__(self, other) -> list:   # list semantics: ``songs + [extra]`` is a plain list of Song
+    return list(self) + list(other)
+
+  def __radd__(self, other) -> list:
+    return list(other) + list(self)
+
   @property
   def targets(self) -> np.ndarray:
     return self.table.targets[self.rows]
@@ -158,6 +164,7 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
   ids, paths, splits, artists = [], [], [], []
   keys, values, per_row = [], array.array("f"), array.array("q")   # sparse (tag, value) pairs, per-row counts
   is_graded_row = array.array("b")
+  also_counted = []   # keys of the field a row does not use: they still count for the popularity order
   for i, row in enumerate(manifest_lib.iter_rows(path)):   # the hot loop: a few appends per row, no checks
     ids.append(row.get("id", i))
     paths.append(row["path"])
@@ -172,12 +179,16 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
         raise errors.UserError(f"{path}: row {i}: target values must be numbers in [0, 1]: {targets}") from None
       per_row.append(len(targets))
       is_graded_row.append(1)
+      if "tags" in row and not tags:
+        also_counted.extend(row["tags"])
     else:
       row_tags = row["tags"]
       keys.extend(row_tags)
       values.extend([1.0] * len(row_tags))
       per_row.append(len(row_tags))
       is_graded_row.append(0)
+      if "targets" in row and not tags:
+        also_counted.extend(row["targets"])
   n = len(ids)
   counts = np.frombuffer(per_row, np.int64) if n else np.zeros(0, np.int64)
   rows_a = np.repeat(np.arange(n, dtype=np.int32), counts)
@@ -202,8 +213,10 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
   else:   # popularity order, ties by name: what manifest.tag_list gives
     first_seen: dict = {}
     tags_a = np.fromiter((first_seen.setdefault(k, len(first_seen)) for k in keys), np.int64, count=len(keys))
+    extra = np.fromiter((first_seen.setdefault(k, len(first_seen)) for k in also_counted), np.int64,
+                        count=len(also_counted))
     names = [str(t) for t in first_seen]
-    freq = np.bincount(tags_a, minlength=len(names))
+    freq = np.bincount(tags_a, minlength=len(names)) + np.bincount(extra, minlength=len(names))
     order = sorted(range(len(names)), key=lambda j: (-freq[j], names[j]))
     remap = np.empty(len(names), np.int64)
     remap[order] = np.arange(len(names))
