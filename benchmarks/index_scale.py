@@ -30,13 +30,13 @@ from configs import smoke
 from jaxtag.data import index
 c = smoke.get_config().data
 c.dataset, c.manifest, c.graded, c.train_size = "manifest", sys.argv[1], True, 0
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+hwm = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) / 1024
+before = hwm()
 t0 = time.perf_counter()
 idx = index.load_songs(c)
 seconds = time.perf_counter() - t0
 print(json.dumps({"rows": sum(idx.counts().values()), "index_s": round(seconds, 2),
-                  "index_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                  "rss_before_mb": round(before / 1024)}))
+                  "index_peak_rss_mb": round(hwm()), "rss_before_mb": round(before)}))
 """
 
 
