@@ -89,7 +89,8 @@ def trainer_peak(manifest: str, workdir: str) -> dict:
   stop.set()
   if proc.returncode:
     raise SystemExit(err[-3000:])
-  workers = next((line.split("loader: ")[1].split(" workers")[0] for line in err.splitlines() if "loader: " in line), "?")
+  workers = next((line.split("loader: ")[1].split(" workers")[0] for line in err.splitlines()
+                  if "loader: " in line), "?")
   return {"trainer_peak_rss_mb": round(peak[0]), "trainer_wall_s": round(time.time() - t0), "workers": workers}
 
 

@@ -105,7 +105,8 @@ class Checkpoints:
     workdir = absolute(workdir)
     self.workdir = workdir
     self.latest = _manager(workdir / "checkpoints", keep, best_metric)
-    self._saved = None   # the last step saved by this process, so a best save and a periodic one at the same step write once
+    # the last step saved by this process: a best save and a periodic one at the same step write once
+    self._saved = None
     self._failed = False   # a save failed and was reported: wait() in the trainer's clean-up must not raise it again
 
   def latest_step(self) -> int | None:
@@ -192,7 +193,8 @@ class Checkpoints:
     steps = sorted(self.latest.all_steps(), reverse=True)
     if not steps and self.corrupt_steps():
       raise errors.UserError(
-          f"{self.latest.directory} holds only checkpoints set aside as unreadable ({', '.join(self.corrupt_steps())}); "
+          f"{self.latest.directory} holds only checkpoints set aside as unreadable "
+          f"({', '.join(self.corrupt_steps())}); "
           "refusing to start from scratch over them: move the directory away (or use a new --workdir) to start over")
     failed = []
     for step in steps:

@@ -213,7 +213,8 @@ def _check_config(config) -> None:
   if config.model.name not in registry.MODELS:
     raise errors.UserError(f"unknown model {config.model.name!r}; valid names: {', '.join(registry.MODELS)}")
   if config.train.best_metric not in ("loss", "roc_auc", "pr_auc"):
-    raise errors.UserError(f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
+    raise errors.UserError(
+        f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
   if config.train.loss not in ("bce", "mse"):
     raise errors.UserError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
   if config.model.dtype not in ("float32", "bfloat16"):

@@ -43,7 +43,8 @@ def test_run_logs_are_readable_and_resume_skips_a_truncated_checkpoint(tmp_path,
   assert len(warnings) == 1 and "checkpoint step 4" in warnings[0], second.stderr[-3000:]
   assert "resumed from" in second.stderr and "checkpoints/2" in second.stderr
   assert (workdir / "checkpoints" / "4.corrupt").is_dir()
-  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 6]   # 4 retrained
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [2, 4, 6]   # step 4 trained again after the fallback
   assert '"step": 6' in (workdir / "summary.json").read_text()
 
 

@@ -39,8 +39,9 @@ def songs_equal(a, b) -> None:
     np.testing.assert_array_equal(x.targets, y.targets)
 
 
-@pytest.mark.parametrize("graded, artist_split, tags", [(True, False, None), (False, False, None),
-                                                        (False, True, None), (True, False, ["pop", "rock", "calm", "jazz", "loud"])])
+@pytest.mark.parametrize("graded, artist_split, tags", [
+    (True, False, None), (False, False, None), (False, True, None),
+    (True, False, ["pop", "rock", "calm", "jazz", "loud"])])
 def test_columns_equal_one_song_per_row(tmp_path, graded, artist_split, tags):
   path = tmp_path / "m.jsonl"
   write_manifest(path, 300)
@@ -66,7 +67,8 @@ def test_strings_pickle_as_one_buffer():
 
 def test_unknown_tag_and_bad_value_name_the_row(tmp_path):
   path = tmp_path / "m.jsonl"
-  path.write_text('{"path": "a", "tags": ["rock"], "split": "train"}\n{"path": "b", "tags": ["nope"], "split": "train"}\n')
+  path.write_text('{"path": "a", "tags": ["rock"], "split": "train"}\n'
+                  '{"path": "b", "tags": ["nope"], "split": "train"}\n')
   with pytest.raises(errors.UserError, match=r"row 1: tag 'nope' is not in the tag list"):
     index.from_manifest(str(path), "", ["rock"], False, False)
   path.write_text('{"path": "a", "targets": {"rock": 1.5}, "split": "train"}\n')
