@@ -18,7 +18,6 @@ start).
 from __future__ import annotations
 
 import json
-import os
 
 import grain
 import jax
@@ -29,11 +28,11 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from jaxtag import errors
-from jaxtag import step as step_lib
+from jaxtag import choices, distributed, errors, paths, sharding, train_state
 
 
-BEST_METRICS = {"loss": "min", "roc_auc": "max", "pr_auc": "max"}   # train.best_metric -> direction
+# train.best_metric -> direction (choices.BEST_METRICS: loss is lower-is-better, the scores higher)
+BEST_METRICS = {m: "min" if m == "loss" else "max" for m in choices.BEST_METRICS}
 CORRUPT_SUFFIX = ".corrupt"
 
 
@@ -67,23 +66,12 @@ def _manager(path, keep: int, best_metric: str | None = "loss") -> ocp.Checkpoin
       multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=path.name), **kwargs))
 
 
-def absolute(workdir) -> epath.Path:
-  """Orbax needs absolute paths: a relative local workdir is made absolute, a URL (gs://...) is kept."""
-  workdir = str(workdir)
-  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
+absolute = paths.absolute
 
 
 def abstract(tree):
   """Shape/dtype/sharding skeleton of ``tree``: restores land on the *current* mesh (orbax#648)."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-
-
-def _all_processes(ok: bool) -> bool:
-  """True when ``ok`` holds on every process (one allgather; a plain bool with one process)."""
-  if jax.process_count() == 1:
-    return ok
-  from jax.experimental import multihost_utils
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 
 def _one_line(error: BaseException) -> str:
@@ -113,9 +101,7 @@ class Checkpoints:
     """The newest complete step; with several processes, checked to be the same on all (each lists the
     directory itself, and a disagreement would otherwise hang the collective restore)."""
     step = self.latest.latest_step()
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.assert_equal(-1 if step is None else step, "processes see different latest checkpoints")
+    distributed.assert_same(-1 if step is None else step, "processes see different latest checkpoints")
     return step
 
   def corrupt_steps(self) -> list[str]:
@@ -183,7 +169,7 @@ class Checkpoints:
 
     The iterator state is one file per process, ``process_<i>-of-<n>.json``. A checkpoint written by a
     different number of processes has none for this layout (each process now reads a different shard), so
-    the train state and schedule resume exactly and the data stream starts over (see BUILD_NOTES).
+    the train state and schedule resume exactly and the data stream starts over (docs/design.md).
 
     A step that fails to restore (missing or truncated files, bad metadata) on any process is skipped on
     all of them (one allgather per try), with one warning naming the step and the error; once an older
@@ -203,7 +189,7 @@ class Checkpoints:
         ok, error = True, None
       except Exception as e:   # noqa: BLE001 - any unreadable file; the message is logged, the step skipped
         ok, error, state, host = False, e, None, None
-      if _all_processes(ok):
+      if distributed.all_processes(ok):   # every process tries the same step (one allgather)
         if failed:
           self._set_aside([s for s, _ in failed])
         return step, state, host
@@ -266,18 +252,14 @@ def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:
   return config, json.loads((workdir / "tags.json").read_text())
 
 
-def new_model(config, n_tags: int, seed: int = 0):
-  """The config's model with fresh parameters (the one place that seeds a model's RNG streams)."""
-  from jaxtag.models import registry
-  return registry.build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
-                              rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+# Kept under its old name: the PyTorch peer's benchmark script (shared/peer/bench_jaxtag.py) calls it.
+new_model = train_state.new_model
 
 
 def save_inference_checkpoint(workdir: str, config, model, tags: list[str], step: int = 0) -> None:
   """Writes a model that was not trained here (e.g. imported musicnn weights) as a normal jaxtag run."""
   write_run_info(workdir, config, tags)
-  _, params, rest = step_lib.split_model(model)
-  state = step_lib.init_state(params, rest, step_lib.optimizer())
+  state = train_state.from_model(model)
   mngr = _manager(absolute(workdir) / "checkpoints", 1, best_metric=None)
   mngr.save(step, force=True, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), host=ocp.args.JsonSave({"imported": True})))
@@ -293,12 +275,12 @@ def _legacy_best(workdir: epath.Path) -> ocp.CheckpointManager | None:
   return None
 
 
-def load_for_inference(workdir: str, which: str | int = "best"):
+def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
   """``(config, tags, model, step)`` of a run: ``which`` is ``best``, ``latest`` or a step number.
 
   ``best`` is the step saved with the best validation metrics (``best/`` in runs of older versions), and
-  falls back to ``latest`` for a run that has not validated yet. The model is in eval mode use (call it
-  with ``train=False``).
+  falls back to ``latest`` for a run that has not validated yet. The arrays are restored straight onto
+  ``mesh`` (default: all devices), replicated. Call the model with ``train=False``.
   """
   config, tags = read_run_info(workdir)
   root = absolute(workdir)
@@ -322,12 +304,10 @@ def load_for_inference(workdir: str, which: str | int = "best"):
     if step not in mngr.all_steps():
       raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have "
                               f"{sorted(set().union(*(m.all_steps() for m in managers)))}")
-    model = new_model(config, len(tags))
-    graphdef, params, rest = step_lib.split_model(model)
-    state_like = step_lib.init_state(params, rest, step_lib.optimizer())
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state_like))))
+    target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh())
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   finally:
     for m in managers:
       m.close()
-  model = nnx.merge(graphdef, out["state"]["params"], out["state"]["rest"])
+  model = nnx.merge(train_state.graphdef(config, len(tags)), out["state"]["params"], out["state"]["rest"])
   return config, tags, model, int(step)

@@ -1,24 +1,21 @@
-"""Errors that are the user's to fix: ``jaxtag.main`` prints them as one line and exits 2, no traceback.
+"""Errors that are the user's to fix, and a failed checkpoint save: one line on stderr through ``cli.run``.
 
-A config key misspelt, a ``train_size`` larger than the pool, a missing manifest, a checkpoint directory
-with nothing readable left: the message says what is wrong and what to do, and a 40-line traceback would
-only bury it. ``--traceback`` shows the full trace. Raised by config/data validation and the checkpoint
-policy; everything else (a bug) keeps its traceback.
+``UserError`` is ``choices.ConfigError`` (the one class ``cli.run`` prints as one line, exit 2;
+``--traceback`` shows the trace): a config key misspelt, a ``train_size`` larger than the pool, a missing
+manifest, a checkpoint directory with nothing readable left. ``CheckpointSaveError``: a save failed (disk
+full); earlier checkpoints are intact. Everything else (a bug) keeps its traceback.
 """
 from __future__ import annotations
 
+from jaxtag.choices import ConfigError
+
 EXIT_USER_ERROR = 2
+UserError = ConfigError
 
 
-class UserError(ValueError):
-  """A mistake in the config, the data or the run directory; ``str(e)`` is the whole message.
-
-  A ``ValueError`` so callers (and tests) that expect a ``ValueError`` from validation keep working."""
+class MissingInput(ConfigError, FileNotFoundError):
+  """A file the config names does not exist (a manifest, annotations, split lists)."""
 
 
 class CheckpointSaveError(RuntimeError):
   """A checkpoint save failed (disk full, quota, permissions); earlier checkpoints are intact."""
-
-
-class MissingInput(UserError, FileNotFoundError):
-  """A file the config names does not exist (a manifest, annotations, split lists)."""

@@ -43,8 +43,9 @@ def shm_segments(pids) -> set[str]:
 def test_kill9_of_trainer_leaves_no_worker_and_no_shared_memory(tmp_path, corpus_cache):
   workdir = tmp_path / "orphans"
   args = ["--config.train.steps=40", "--config.train.checkpoint_every=4", "--config.train.eval_every=1000",
-          "--config.train.stall_at=4", "--config.data.num_workers=2"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, start_new_session=True,
+          "--stall_after_save=4", "--config.data.num_workers=2"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args, module="tests.faults"), cwd=ROOT,
+                          start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     wait_for(lambda: (workdir / "checkpoints" / "4").is_dir(), proc)

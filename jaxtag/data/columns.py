@@ -18,8 +18,9 @@ import os
 
 import numpy as np
 
-from jaxtag import errors
+from jaxtag import choices, errors
 from jaxtag.data import manifest as manifest_lib
+from jaxtag.data.songs import Song
 
 SPLIT_CODES = {name: k for k, name in enumerate(manifest_lib.SPLITS)}
 
@@ -104,8 +105,7 @@ class SongTable:
     self.ids, self.paths, self.targets, self.splits = ids, paths, targets, splits
     self.artists, self.has_artist = artists, has_artist
 
-  def song(self, r: int):
-    from jaxtag.data.index import Song
+  def song(self, r: int) -> Song:
     artist = self.artists[r] if self.artists is not None and self.has_artist[r] else None
     return Song(id=self.ids[r], path=self.paths[r], targets=self.targets[r],
                 split=manifest_lib.SPLITS[self.splits[r]], artist=artist)
@@ -152,6 +152,13 @@ class SongView:
   @property
   def split_codes(self) -> np.ndarray:
     return self.table.splits[self.rows]
+
+  def of_split(self, name: str) -> "SongView":
+    return SongView(self.table, self.rows[self.split_codes == SPLIT_CODES[name]])
+
+  def split_counts(self) -> dict[str, int]:
+    codes = np.bincount(self.split_codes, minlength=len(manifest_lib.SPLITS))
+    return {name: int(codes[k]) for k, name in enumerate(manifest_lib.SPLITS)}
 
 
 def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_artist_split: bool,
@@ -200,7 +207,7 @@ def build(path: str, root_base: str, tags: list[str] | None, graded: bool, use_a
     raise errors.UserError(f"{path}: row {rows_a[k]}: target {keys[k]!r}={float(vals[k])} must be a known tag "
                            "with a value in [0, 1]")
   if not graded:
-    vals = np.where(from_targets, (vals >= 0.5).astype(np.float32), vals)
+    vals = np.where(from_targets, (vals >= choices.POSITIVE_THRESHOLD).astype(np.float32), vals)
   if tags:
     tag_ids = {t: j for j, t in enumerate(tags)}
     tags_a = np.fromiter((tag_ids.get(k, -1) for k in keys), np.int64, count=len(keys))

@@ -15,6 +15,8 @@ import soundfile as sf
 import soxr
 from etils import epath
 
+from jaxtag import paths
+
 # Order is part of the contract: the pipeline's ``bad`` array has one column per reason, in this order.
 BAD_REASONS = (
     "missing",          # path does not exist
@@ -54,7 +56,7 @@ BLOCK = 1 << 13             # frames per read of a whole-file decode
 
 def _source(path: str):
   """What ``sf.SoundFile`` opens: the local path, or the bytes of a ``gs://`` object (one whole-object read)."""
-  if "://" in path:   # gs:// etc. through etils.epath
+  if paths.is_remote(path):   # gs:// etc. through etils.epath
     remote = epath.Path(path)
     if not remote.exists():
       raise DecodeError("missing", path)
@@ -125,7 +127,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
 def probe(path: str) -> tuple[int, int] | None:
   """``(rate, frames)`` of a local file longer than ``LONG_FILE_SECONDS`` (one header read), else None
   (short files, and remote ones: those are read whole). Raises DecodeError for what cannot be opened."""
-  if "://" in path:
+  if paths.is_remote(path):
     return None
   f = _open(path)
   with f:
