@@ -59,7 +59,7 @@ def one_line_failure(*args, cwd=ROOT) -> str:
 
 @pytest.mark.parametrize("override, expected", [
     ("--config.train.stepz=3", r"unknown key 'stepz'.*Did you mean \"steps\""),
-    ("--config.model.name=nope", r"unknown model 'nope'; valid names: waveform"),
+    ("--config.model.name=nope", r"unknown model.name 'nope'; valid: 'waveform'"),
     ("--config.train.loss=hinge", r"unknown train.loss 'hinge'"),
 ])
 def test_config_mistakes_end_in_one_line(tmp_path, override, expected):
@@ -86,7 +86,7 @@ def test_traceback_flag_shows_the_trace(tmp_path):
                          f"--workdir={tmp_path}", "--config.model.name=nope", "--traceback"],
                         cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
-  assert "unknown model 'nope'" in proc.stderr
+  assert "unknown model.name 'nope'" in proc.stderr
 
 
 def test_log_filter_keeps_own_info_and_every_warning_without_foreign_tracebacks():
