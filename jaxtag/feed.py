@@ -35,8 +35,9 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   stored = json.loads(path.read_text())["num_workers"] if path.exists() else None
   requested = int(data_cfg.num_workers)
   if resuming and stored is not None and requested not in (tuning.AUTO, stored):
-    raise errors.UserError(f"{workdir} was trained with data.num_workers={stored} and its checkpoint holds that "
-                     f"loader's state; resume with --config.data.num_workers={stored} (or -1), or use a new workdir")
+    raise errors.UserError(f"{workdir} was trained with data.num_workers={stored} and its checkpoint holds "
+                           f"that loader's state; resume with --config.data.num_workers={stored} (or -1), or use "
+                           "a new workdir")
   out = ml_collections.ConfigDict(data_cfg.to_dict())
   if requested == tuning.AUTO and stored is not None and resuming:
     out.num_workers = stored
