@@ -160,7 +160,8 @@ def load_for_inference(workdir: str, which: str | int = "best"):
                               f"{sorted(set(ckpts.latest.all_steps()) | set(ckpts.best.all_steps()))}")
     model = new_model(config, len(tags))
     graphdef, params, rest = step_lib.split_model(model)
-    state_like = step_lib.init_state(params, rest, step_lib.optimizer())
+    from jaxtag import trainable
+    state_like = step_lib.init_state(params, rest, trainable.optimizer_for(config, params))   # its opt layout
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state_like))))
   finally:
     ckpts.close()

@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import checkpoint, feed, inference, metrics, scoring, sharding
+from jaxtag import checkpoint, early_stopping, feed, inference, metrics, scoring, sharding, trainable, transfer
 from jaxtag import step as step_lib
 
 
@@ -104,6 +104,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   is_main = jax.process_index() == 0
   tc = config.train
   _check_config(config)
+  resuming = _has_checkpoint(workdir)
+  if config.init.workdir and not (resuming and not epath.Path(config.init.workdir).exists()):
+    transfer.check(config)   # before any data work; a resumed run no longer needs the source
   index = index_lib.load_songs(config.data)
   train_songs, val_songs = index.split("train"), index.split(config.eval.split)
   if config.eval.max_songs:
@@ -120,9 +123,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metrics.MetricWriter(workdir, is_writer=is_main)
 
   model = checkpoint.new_model(config, len(index.tags), seed=config.seed)
+  frozen_counts = trainable.freeze(model, tc.trainable)
   graphdef, params, rest = step_lib.split_model(model)
   n_params = metrics.log_parameter_overview(params)
-  tx = step_lib.optimizer()
+  if config.init.workdir and not resuming:   # resuming restores this run's own checkpoint, never the source's
+    params, rest, init_info = transfer.apply(params, rest, config, index.tags)
+    if is_main:
+      (epath.Path(workdir) / "init.json").write_text(json.dumps(init_info, indent=2))
+  tx = trainable.optimizer_for(config, params)
+  frozen = trainable.frozen_mask(params, tc.trainable)
+  if frozen is not None:
+    n_frozen = sum(int(p.size) for p, f in zip(jax.tree.leaves(params), jax.tree.leaves(frozen)) if f)
+    logging.info("train.trainable=%s: %d of %d parameters frozen, %s", tc.trainable, n_frozen, n_params,
+                 frozen_counts)
   state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
   del model, params, rest
 
@@ -133,7 +146,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                              process_index=jax.process_index(), process_count=jax.process_count()),
       mesh, prefetch=data_cfg.device_prefetch)
   host = {"lr": float(tc.learning_rate), "best_val_loss": math.inf, "plateau_count": 0, "best": None,
-          "best_step": None, "bad": {r: 0 for r in decode.BAD_REASONS}}
+          "best_step": None, "bad": {r: 0 for r in decode.BAD_REASONS}, early_stopping.KEY: 0}
   start = 0
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
@@ -143,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                config.model.name, n_params, len(train_songs), len(index.tags), mesh.devices.size,
                tc.global_batch_size, start, tc.steps)
 
-  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2))
+  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen)
   eval_fn = inference.make_eval_fn(graphdef, mesh)
   progress = metrics.Progress(tc.steps, tc.global_batch_size, start)
   stop = _StopFlag().install()
@@ -179,9 +192,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
         writer.write_scalars(step, {f"val/{k}": v for k, v in last_val.items()})
         logging.info("validation at step %d: %s", step, json.dumps(last_val))
         host = plateau_update(host, last_val["loss"], tc.plateau_patience, tc.plateau_factor)
-        if _is_better(last_val[tc.best_metric], host["best"], tc.best_metric):
+        improved = _is_better(last_val[tc.best_metric], host["best"], tc.best_metric)
+        host, stop_early = early_stopping.update(host, improved, int(tc.early_stopping_patience))
+        if improved:
           host["best"], host["best_step"] = last_val[tc.best_metric], step
           ckpts.save_best(step, state, host)
+        if stop_early and not stopping:
+          logging.info("early stopping at step %d: %d validations without a better %s (best %.4f at step %s)",
+                       step, host[early_stopping.KEY], tc.best_metric, host["best"], host["best_step"])
+          stopping, stop.signal = True, "early_stopping"
       if step % tc.checkpoint_every == 0 or step == tc.steps or stopping:
         ckpts.save(step, state, train_iter, host)
         if step == tc.stall_at and step > start:   # testing aid: hang here so a test can kill -9 mid-run
@@ -205,6 +224,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return summary
 
 
+def _has_checkpoint(workdir: str) -> bool:
+  """Whether ``workdir`` holds a complete latest checkpoint (step-named directories; Orbax's temporary ones are
+  not digits)."""
+  path = epath.Path(workdir) / "checkpoints"
+  return path.exists() and any(p.name.isdigit() for p in path.iterdir())
+
+
 def _check_config(config) -> None:
   """Config mistakes fail here, before any data is generated or read, naming the valid choices."""
   from jaxtag.models import registry
@@ -217,6 +243,7 @@ def _check_config(config) -> None:
     raise ValueError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
   if config.model.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"unknown model.dtype {config.model.dtype!r}; valid: 'float32', 'bfloat16'")
+  trainable.check_mode(str(config.train.trainable))
   index_lib.validate(config.data)
 
 
