@@ -31,12 +31,19 @@ def source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, corpus_cache):
-  """The generated corpus (3-s clips: one chunk per song) and a tag file with a partial MTT overlap."""
+  """A user's manifest: the generated corpus's 3-s clips (one chunk per song) labelled with a vocabulary that
+  overlaps MTT's in part (the corpus's other tags dropped), and its tag file."""
   from jaxtag.data import generate
-  manifest = generate.ensure_corpus(160, 0, 3.0, "flac", corpus_cache)
-  tags = tmp_path_factory.mktemp("tags") / "tags.txt"
-  tags.write_text("\n".join(TAGS) + "\n")
-  return manifest, str(tags)
+  source = generate.ensure_corpus(160, 0, 3.0, "flac", corpus_cache)
+  out = tmp_path_factory.mktemp("mine")
+  with open(source) as f, open(out / "manifest.jsonl", "w") as g:
+    for line in f:
+      row = json.loads(line)
+      row["path"] = os.path.join(os.path.dirname(source), row["path"])
+      row["tags"] = [t for t in row["tags"] if t in TAGS]
+      g.write(json.dumps(row) + "\n")
+  (out / "tags.txt").write_text("\n".join(TAGS) + "\n")
+  return str(out / "manifest.jsonl"), str(out / "tags.txt")
 
 
 def _finetune_config(source, **train):
