@@ -137,4 +137,4 @@ def test_finetune_beats_scratch_and_head_training_keeps_the_rest(source, corpus,
   for k in body:
     np.testing.assert_array_equal(out[k], src[k], err_msg=k)
   cols = [json.loads((open(os.path.join(source, "tags.json")).read())).index(t) for t in TAGS[:SHARED_TAGS]]
-  assert not np.array_equal(out["0/out/kernel/value"][:, :SHARED_TAGS], src["0/out/kernel/value"][:, cols])
+  assert not np.array_equal(out["[0]/out/kernel/value"][:, :SHARED_TAGS], src["[0]/out/kernel/value"][:, cols])
