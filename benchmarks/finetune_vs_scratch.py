@@ -58,7 +58,7 @@ def run_arm(workdir, init, manifest, tags, a):
 def step0(init, manifest, tags, a) -> dict:
   """Test metrics of the initial model of an arm (scored the way validation scores)."""
   from configs import finetune
-  from jaxtag import checkpoint, inference, scoring, sharding, step as step_lib, transfer
+  from jaxtag import checkpoint, inference, scoring, sharding, step as step_lib, train_state, transfer
   from jaxtag.data import index as index_lib
   c = finetune.get_config(None)
   c.data.manifest, c.data.tags_file, c.init.workdir, c.seed = manifest, tags, init, a.seed
@@ -70,7 +70,7 @@ def step0(init, manifest, tags, a) -> dict:
     params, rest, _ = transfer.apply(params, rest, c, idx.tags)
   mesh = sharding.make_mesh()
   songs = idx.split("test")
-  p, r = sharding.put_replicated((params, rest), mesh)
+  p, r = train_state.on_mesh((params, rest), mesh)
   logits, song, _ = inference.predict_on_mesh(inference.make_eval_fn(graphdef, mesh), p, r, c.data, songs,
                                               global_batch=a.batch, mesh=mesh)
   scores = scoring.aggregate_chunks(scoring.sigmoid(logits), song, len(songs))

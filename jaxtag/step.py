@@ -35,8 +35,8 @@ def init_state(params, rest, tx) -> dict:
 def optimizer(labels=None, *, backbone_lr_scale: float = 1.0) -> optax.GradientTransformation:
   """Adam moments only; the step multiplies by ``-lr`` itself (the lr is host-controlled).
 
-  ``labels`` (a pytree like the params of ``"head"`` / ``"backbone"`` / ``"frozen"``, see
-  ``jaxtag.trainable``): the head gets Adam, the backbone Adam scaled by ``backbone_lr_scale``, frozen leaves
+  ``labels`` (a pytree like the params of ``"head"`` / ``"backbone"`` / ``"frozen"``, or a function of the
+  params returning one, see ``jaxtag.trainable``): the head gets Adam, the backbone Adam scaled by ``backbone_lr_scale``, frozen leaves
   ``set_to_zero`` (no moments allocated, update exactly 0)."""
   if labels is None:
     return optax.scale_by_adam()
@@ -57,13 +57,14 @@ def l2_penalty(params) -> jax.Array:
   return total
 
 
+_LOSSES = {   # the implementations of choices.LOSSES (the config is checked against them at start)
+    "bce": lambda logits, targets: optax.sigmoid_binary_cross_entropy(logits, targets).mean(),
+    "mse": lambda logits, targets: jnp.square(jax.nn.sigmoid(logits) - targets).mean(),
+}
+
+
 def data_loss(logits, targets, kind: str) -> jax.Array:
-  logits = logits.astype(jnp.float32)
-  if kind == "bce":
-    return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
-  if kind == "mse":
-    return jnp.square(jax.nn.sigmoid(logits) - targets).mean()
-  raise ValueError(f"unknown loss {kind!r}; valid: 'bce', 'mse'")
+  return _LOSSES[kind](logits.astype(jnp.float32), targets)
 
 
 def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float, frozen=None):

@@ -20,11 +20,13 @@ the dropout feeding a trainable layer stays.
 from __future__ import annotations
 
 import jax
+from absl import logging
 from flax import nnx
 
+from jaxtag import choices
 from jaxtag.models.layers import BatchNorm
 
-MODES = ("all", "top", "head")
+MODES = choices.TRAINABLE
 HEAD = ("out",)
 DENSE_BLOCK = ("dense", "bn_dense", "dense_bn", "dense1", "dense2")
 SCOPES = ((), ("backend",))                       # where head and dense block live: the model or its back-end
@@ -49,8 +51,7 @@ def group(path) -> str:
 
 
 def check_mode(mode: str) -> str:
-  if mode not in MODES:
-    raise ValueError(f"unknown train.trainable {mode!r}; valid: {', '.join(repr(m) for m in MODES)}")
+  choices.check("train.trainable", mode, MODES)
   return mode
 
 
@@ -90,14 +91,25 @@ def freeze(model: nnx.Module, mode: str) -> dict:
   return counts
 
 
-def optimizer_for(config, params):
+def graphdef(config, n_tags: int):
+  """The run's graphdef: ``train_state.graphdef`` with the frozen part in inference mode (``freeze``)."""
+  from jaxtag import step as step_lib, train_state
+  model = train_state.abstract_model(config, n_tags)
+  counts = freeze(model, str(config.train.get("trainable", "all")))
+  if any(counts.values()):
+    logging.info("train.trainable=%s: %s", config.train.trainable, counts)
+  return step_lib.split_model(model)[0]
+
+
+def optimizer_for(config):
   """The run's optimizer: plain Adam moments when everything trains at one rate (the state layout of runs
-  from before this option), else ``step.optimizer(labels, backbone_lr_scale=...)``."""
+  from before this option), else ``step.optimizer`` with this module's labels (a function of the parameter
+  paths, so it also works under ``jax.eval_shape`` for restore targets)."""
   from jaxtag import step as step_lib
   mode = check_mode(str(config.train.get("trainable", "all")))
   scale = float(config.train.get("backbone_lr_scale", 1.0))
   if scale < 0:
-    raise ValueError(f"train.backbone_lr_scale must be >= 0, got {scale}")
+    raise choices.ConfigError(f"train.backbone_lr_scale must be >= 0, got {scale}")
   if mode == "all" and scale == 1.0:
     return step_lib.optimizer()
-  return step_lib.optimizer(labels(params, mode), backbone_lr_scale=scale)
+  return step_lib.optimizer(lambda params: labels(params, mode), backbone_lr_scale=scale)

@@ -99,10 +99,17 @@ def head_rows(source_tags, tags) -> list[tuple[int, int]]:
   return [(j, where[str(t)]) for j, t in enumerate(tags) if str(t) in where]
 
 
+def _host(x) -> np.ndarray:
+  """A replicated array as numpy, also when it spans other processes' devices (each holds a full copy)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = x.addressable_data(0)
+  return np.asarray(x)
+
+
 def merge_trees(fresh, source, source_tags, tags):
   """``fresh`` with every leaf replaced by ``source``'s (same path), except RNG state and, when the vocabularies
   differ, the head, whose shared columns (last axis of kernel and bias) come from ``source``."""
-  src = {_key(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(source)[0]
+  src = {_key(p): _host(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(source)[0]
          if not _is_rng(p, leaf)}
   same_vocab = [str(t) for t in source_tags] == [str(t) for t in tags]
   rows = head_rows(source_tags, tags)
@@ -115,7 +122,7 @@ def merge_trees(fresh, source, source_tags, tags):
       raise ValueError(f"init.workdir has no {'/'.join(key[:-1])}: not the same architecture")
     value = src[key]
     if trainable.group(path) == "head" and not same_vocab:
-      out = np.array(leaf)
+      out = np.array(_host(leaf))
       if rows:
         new, old = zip(*rows)
         out[..., list(new)] = value[..., list(old)]

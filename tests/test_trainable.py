@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from jaxtag import checkpoint, sharding, trainable
+from jaxtag import checkpoint, sharding, train_state, trainable
 from jaxtag import step as step_lib
 
 
@@ -34,12 +34,12 @@ def train(config, batch, mesh, mode, scale=1.0, steps=2):
   model = checkpoint.new_model(config, 6, seed=0)
   trainable.freeze(model, mode)
   graphdef, params, rest = step_lib.split_model(model)
-  tx = trainable.optimizer_for(config, params)
+  tx = trainable.optimizer_for(config)
   state0 = step_lib.init_state(params, rest, tx)
   before = {"params": flat(params), "rest": flat(rest)}
   fn = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind="bce", l2=1e-5,
                                frozen=trainable.frozen_mask(params, mode))
-  state = sharding.put_replicated(state0, mesh)
+  state = train_state.on_mesh(state0, mesh)
   for _ in range(steps):
     state, _ = fn(state, sharding.to_global(batch, mesh), np.float32(1e-3))
   return before, {"params": flat(state["params"]), "rest": flat(state["rest"])}, state

@@ -138,3 +138,12 @@ def test_finetune_beats_scratch_and_head_training_keeps_the_rest(source, corpus,
     np.testing.assert_array_equal(out[k], src[k], err_msg=k)
   cols = [json.loads((open(os.path.join(source, "tags.json")).read())).index(t) for t in TAGS[:SHARED_TAGS]]
   assert not np.array_equal(out["[0]/out/kernel/value"][:, :SHARED_TAGS], src["[0]/out/kernel/value"][:, cols])
+
+
+def test_finetune_config_is_musicnn_mtt():
+  from configs import finetune
+  from jaxtag.tools.import_musicnn import musicnn_config
+  c = finetune.get_config("head,steps=50")
+  assert transfer.mismatches(c, musicnn_config("MTT_musicnn")) == []
+  assert (c.train.trainable, c.train.steps, c.train.best_metric, c.data.chunk_seconds) == ("head", 50, "roc_auc", 3.0)
+  assert c.train.early_stopping_patience > 0 and finetune.get_config(None).train.trainable == "all"

@@ -42,7 +42,7 @@ def embed_fn(graphdef, mesh):
 
 def song_embeddings(workdir: str, data_cfg, splits=("train", "valid", "test"), batch: int = 64):
   """``({split: (songs, D)}, {split: (songs, T) targets}, tags, info)``: mean chunk embedding per song."""
-  from jaxtag import checkpoint, inference, sharding, step as step_lib
+  from jaxtag import checkpoint, inference, sharding, step as step_lib, train_state
   from jaxtag.data import index as index_lib
   config, _, model, step = checkpoint.load_for_inference(workdir)
   data_cfg = data_cfg.copy_and_resolve_references()
@@ -50,7 +50,7 @@ def song_embeddings(workdir: str, data_cfg, splits=("train", "valid", "test"), b
   idx = index_lib.load_songs(data_cfg)
   mesh = sharding.make_mesh()
   graphdef, params, rest = step_lib.split_model(model)
-  params, rest = jax.device_put((params, rest), sharding.replicated(mesh))
+  params, rest = train_state.on_mesh((params, rest), mesh)
   fn = embed_fn(graphdef, mesh)
   batch = -(-batch // mesh.devices.size) * mesh.devices.size
   emb, targets, ids = {}, {}, {}
