@@ -147,3 +147,25 @@ def test_finetune_config_is_musicnn_mtt():
   assert transfer.mismatches(c, musicnn_config("MTT_musicnn")) == []
   assert (c.train.trainable, c.train.steps, c.train.best_metric, c.data.chunk_seconds) == ("head", 50, "roc_auc", 3.0)
   assert c.train.early_stopping_patience > 0 and finetune.get_config(None).train.trainable == "all"
+
+
+def test_resuming_a_finetune_run_never_reads_the_source_again(tmp_path, corpus_cache):
+  """A tiny source (smoke model, other vocabulary); the fine-tune run resumes after its source is deleted."""
+  import shutil
+  from configs import smoke
+  from jaxtag.data import generate
+  from test_train import run_main
+  config = smoke.get_config(None)
+  config.data.chunk_seconds = 1.0
+  src = tmp_path / "src"
+  checkpoint.save_inference_checkpoint(str(src), config, checkpoint.new_model(config, 10, seed=5),
+                                       list(generate.TAGS[:10]))
+  work = tmp_path / "tuned"
+  extra = [f"--config.init.workdir={src}", "--config.train.trainable=top", "--config.train.checkpoint_every=2"]
+  run_main(str(work), corpus_cache, "--config.train.steps=2", *extra)
+  init = json.loads((work / "init.json").read_text())
+  assert (init["head"], init["shared_tags"], init["tags"]) == ("rebuilt", 10, len(generate.TAGS))
+  shutil.rmtree(src)
+  run_main(str(work), corpus_cache, "--config.train.steps=4", *extra)
+  assert json.loads((work / "summary.json").read_text())["step"] == 4
+  assert json.loads((work / "init.json").read_text()) == init
