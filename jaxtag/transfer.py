@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import trainable
+from jaxtag import choices, trainable
 
 TRAINING_ONLY = ("model.dropout", "model.bn_momentum", "model.dtype")
 DATA_KEYS = ("data.sample_rate", "data.chunk_seconds")
@@ -64,24 +64,25 @@ def source_info(workdir: str):
   """``(source config dict, source tags)`` from W's ``config.json`` / ``tags.json`` (no checkpoint read)."""
   path = epath.Path(workdir)
   if not (path / "config.json").exists():
-    raise FileNotFoundError(f"init.workdir {workdir} has no config.json: not a jaxtag run directory")
+    raise choices.ConfigError(f"init.workdir {workdir} has no config.json: not a jaxtag run directory (import "
+                              f"musicnn with python -m jaxtag.tools.import_musicnn --weights=... --out={workdir})")
   return json.loads((path / "config.json").read_text()), json.loads((path / "tags.json").read_text())
 
 
 def check(config) -> None:
-  """Fails (one ``ValueError`` naming every difference) if the config's model contradicts ``init.workdir``."""
+  """Fails (one ``choices.ConfigError`` naming every difference) if the config's model contradicts ``init.workdir``."""
   workdir = str(config.init.workdir)
   if not workdir:
     return
   which = str(config.init.checkpoint)
   if which not in ("best", "latest") and not which.isdigit():
-    raise ValueError(f"init.checkpoint must be 'best', 'latest' or a step number, got {which!r}")
+    raise choices.ConfigError(f"init.checkpoint must be 'best', 'latest' or a step number, got {which!r}")
   trainable.check_mode(str(config.train.trainable))
   source, _ = source_info(workdir)
   bad = mismatches(config, source)
   if bad:
     flags = " ".join(f"--config.{b.split(':')[0]}={contract(source)[b.split(':')[0]]}" for b in bad)
-    raise ValueError(f"the config's model does not match init.workdir {workdir}: {'; '.join(bad)}. "
+    raise choices.ConfigError(f"the config's model does not match init.workdir {workdir}: {'; '.join(bad)}. "
                      f"Match the source run ({flags}) or start from scratch (init.workdir='').")
 
 
