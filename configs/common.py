@@ -110,6 +110,14 @@ def base_config() -> ml_collections.ConfigDict:
   t.log_every = 100
   t.metrics_every = 10             # host fetch of metrics every k steps (no per-step sync)
   t.best_metric = "loss"           # choices.BEST_METRICS: what the best/ checkpoint is chosen by (authors: loss)
+  t.trainable = "all"              # choices.TRAINABLE: all | top (dense block + head) | head (linear probe)
+  t.backbone_lr_scale = 1.0        # learning-rate factor of every trainable layer below the head
+  t.early_stopping_patience = 0    # stop after this many validations without a better best_metric (0 = never)
+
+  # ---- initialisation from another run (jaxtag/transfer.py) ---------------------------------------
+  i = c.init = ml_collections.ConfigDict()
+  i.workdir = ""                   # "" = from scratch; else any jaxtag run (trained, or imported musicnn/vgg)
+  i.checkpoint = "best"            # best | latest | a step number of init.workdir
 
   # ---- evaluation -------------------------------------------------------------------------------
   e = c.eval = ml_collections.ConfigDict()

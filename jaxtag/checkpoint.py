@@ -304,7 +304,9 @@ def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
     if step not in mngr.all_steps():
       raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have "
                               f"{sorted(set().union(*(m.all_steps() for m in managers)))}")
-    target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh())
+    from jaxtag import trainable
+    target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh(),
+                                  tx=trainable.optimizer_for(config))   # the run's optimizer-state layout
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   finally:
     for m in managers:

@@ -32,9 +32,19 @@ def init_state(params, rest, tx) -> dict:
           "step": jnp.zeros((), jnp.int32), "nan_step": jnp.full((), NAN_NONE, jnp.int32)}
 
 
-def optimizer() -> optax.GradientTransformation:
-  """Adam moments only; the step multiplies by ``-lr`` itself (the lr is host-controlled)."""
-  return optax.scale_by_adam()
+def optimizer(labels=None, *, backbone_lr_scale: float = 1.0) -> optax.GradientTransformation:
+  """Adam moments only; the step multiplies by ``-lr`` itself (the lr is host-controlled).
+
+  ``labels`` (a pytree like the params of ``"head"`` / ``"backbone"`` / ``"frozen"``, or a function of the
+  params returning one, see ``jaxtag.trainable``): the head gets Adam, the backbone Adam scaled by ``backbone_lr_scale``, frozen leaves
+  ``set_to_zero`` (no moments allocated, update exactly 0)."""
+  if labels is None:
+    return optax.scale_by_adam()
+  backbone = optax.scale_by_adam()
+  if backbone_lr_scale != 1.0:
+    backbone = optax.chain(backbone, optax.scale(float(backbone_lr_scale)))
+  return optax.multi_transform(
+      {"head": optax.scale_by_adam(), "backbone": backbone, "frozen": optax.set_to_zero()}, labels)
 
 
 def l2_penalty(params) -> jax.Array:
@@ -57,9 +67,14 @@ def data_loss(logits, targets, kind: str) -> jax.Array:
   return _LOSSES[kind](logits.astype(jnp.float32), targets)
 
 
-def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float):
-  """``((total_loss, (data_loss, new_rest)), grads)`` on a global batch (BatchNorm in training mode)."""
+def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float, frozen=None):
+  """``((total_loss, (data_loss, new_rest)), grads)`` on a global batch (BatchNorm in training mode).
+
+  ``frozen``: a pytree of bools like the params; those leaves get a stopped gradient (exactly zero), so XLA
+  prunes the backward pass below the lowest trainable layer."""
   def loss_fn(params, rest):   # rest is an argument so its Variables live at this trace level
+    if frozen is not None:
+      params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
     model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
     logits = model(batch["audio"], train=True)
     loss = data_loss(logits, batch["targets"], loss_kind)
@@ -68,9 +83,10 @@ def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: fl
   return jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"])
 
 
-def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float):
+def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float, frozen=None):
   """One optimisation step on a global batch; returns ``(new_state, metrics)``."""
-  (total, (loss, new_rest)), grads = loss_and_grads(state, batch, graphdef=graphdef, loss_kind=loss_kind, l2=l2)
+  (total, (loss, new_rest)), grads = loss_and_grads(state, batch, graphdef=graphdef, loss_kind=loss_kind, l2=l2,
+                                                    frozen=frozen)
   grad_norm = optax.global_norm(grads)
   updates, new_opt = tx.update(grads, state["opt"], state["params"])
   new_params = jax.tree.map(lambda p, u: p - lr * u.astype(p.dtype), state["params"], updates)
@@ -84,12 +100,14 @@ def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2
   return new_state, metrics
 
 
-def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float):
+def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float, frozen=None):
   """The step as the trainer and the benchmarks run it: state replicated and donated, batch split along
-  ``data``, learning rate a traced scalar (so the plateau schedule never recompiles)."""
+  ``data``, learning rate a traced scalar (so the plateau schedule never recompiles). ``frozen``: see
+  ``loss_and_grads`` (``jaxtag.trainable.frozen_mask``)."""
   from jaxtag import sharding
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  return jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, loss_kind=loss_kind, l2=l2),
+  return jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, loss_kind=loss_kind, l2=l2,
+                                   frozen=frozen),
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 

@@ -28,7 +28,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import checkpoint, choices, distributed, feed, inference, metrics, schedule, scoring, sharding, train_state
+from jaxtag import checkpoint, choices, distributed, early_stopping, feed, inference, metrics, schedule, scoring
+from jaxtag import sharding, train_state, trainable, transfer
 from jaxtag import step as step_lib
 
 
@@ -98,6 +99,8 @@ def setup(config, workdir: str, hooks: list) -> Run:
   t_start = time.time()
   tc = config.train
   _check_config(config)
+  if config.init.workdir and not (_has_checkpoint(workdir) and not epath.Path(config.init.workdir).exists()):
+    transfer.check(config)   # before any data work; a resumed fine-tune run no longer needs its source
   index = index_lib.load_songs(config.data)
   train_songs, val_songs = index.split("train"), index.split(config.eval.split)
   if config.eval.max_songs:
@@ -111,17 +114,24 @@ def setup(config, workdir: str, hooks: list) -> Run:
     checkpoint.write_run_info(workdir, config, index.tags)
   writer = metrics.MetricWriter(workdir, is_writer=jax.process_index() == 0)
 
-  tx = step_lib.optimizer()
-  graphdef, state = train_state.create(config, len(index.tags), mesh, tx=tx)
+  tx = trainable.optimizer_for(config)
+  _, state = train_state.create(config, len(index.tags), mesh, tx=tx)
+  graphdef = trainable.graphdef(config, len(index.tags))   # frozen parts in inference mode
+  frozen = trainable.frozen_mask(state["params"], tc.trainable)
   n_params = metrics.log_parameter_overview(state["params"])
   ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep, best_metric=tc.best_metric)
+  if config.init.workdir and ckpts.latest_step() is None:   # resuming restores its own checkpoint, never W's
+    params, rest, init_info = transfer.apply(state["params"], state["rest"], config, index.tags)
+    state = {**state, "params": train_state.on_mesh(params, mesh), "rest": train_state.on_mesh(rest, mesh)}
+    if jax.process_index() == 0:
+      (epath.Path(workdir) / "init.json").write_text(json.dumps(init_info, indent=2))
   data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None,
                              write=jax.process_index() == 0)
   train_iter = feed.device_feed(
       pipeline.train_dataset(data_cfg, train_songs, local_batch=local_batch, seed=config.seed,
                              process_index=jax.process_index(), process_count=jax.process_count()),
       mesh, prefetch=data_cfg.device_prefetch)
-  host, start = schedule.initial(tc.learning_rate, decode.BAD_REASONS), 0
+  host, start = {**schedule.initial(tc.learning_rate, decode.BAD_REASONS), early_stopping.KEY: 0}, 0
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
     logging.info("resumed from %s/checkpoints/%d", workdir, start)
@@ -133,7 +143,7 @@ def setup(config, workdir: str, hooks: list) -> Run:
       config=config, workdir=workdir, index=index, train_songs=train_songs, val_songs=val_songs,
       val_targets=np.stack([s.targets for s in val_songs]) if val_songs else None, mesh=mesh, writer=writer,
       n_params=n_params, state=state, ckpts=ckpts, train_iter=train_iter, host=host, start=start,
-      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2)),
+      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen),
       eval_fn=inference.make_eval_fn(graphdef, mesh), hooks=hooks, stop=distributed.StopFlag().install(),
       t_start=t_start)
 
@@ -166,6 +176,11 @@ def loop(run: Run) -> int:
       log(run, window, progress, step)
     if due["validate"] and run.val_songs:
       validate_and_keep_best(run, step)
+      if early_stopping.due(run.host, tc.early_stopping_patience) and not stopping:
+        logging.info("early stopping at step %d: %d validations without a better %s (best %s at step %s)", step,
+                     run.host[early_stopping.KEY], tc.best_metric, run.host["best"], run.host["best_step"])
+        stopping, due["checkpoint"] = True, True   # the same decision on every process (same validation)
+        run.stop.signal = run.stop.signal or "early_stopping"
     if due["checkpoint"]:
       run.ckpts.save(step, run.state, run.train_iter, run.host)
       for hook in run.hooks:
@@ -224,6 +239,7 @@ def validate_and_keep_best(run: Run, step: int) -> None:
   logging.info("validation at step %d: %s", step, json.dumps(run.last_val))
   run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
   run.host, improved = schedule.keep_best(run.host, run.last_val, tc.best_metric, step)
+  run.host = early_stopping.update(run.host, improved)
   if improved:
     run.ckpts.save_best(step, run.state, run.train_iter, run.host, run.last_val)
   for hook in run.hooks:
@@ -263,6 +279,13 @@ def finish(run: Run, step: int) -> dict:
   for hook in run.hooks:
     hook.at_end(run, summary)
   return summary
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  """Whether ``workdir`` holds a complete latest checkpoint, seen without opening Orbax (step-named folders;
+  Orbax's temporary ones are not digits)."""
+  path = epath.Path(workdir) / "checkpoints"
+  return path.exists() and any(p.name.isdigit() for p in path.iterdir())
 
 
 def _check_config(config) -> None:

@@ -4,6 +4,7 @@
   popularity W [--top_k=K]     top-k rate against true rate per tag; over-predicted tags; rank correlation
   baseline --config=C --workdir=WB   per-tag GBT on hand-crafted features, written as a run of its own
   exclusive W [WB ...] [--pairs="a:b" ...]   both tags of exclusive pairs scored high, side by side
+  probe W [W2 ...] --config=C [--probe_model=logreg|mlp]   frozen-embedding probe per backbone on C's data
 """
 import json
 
@@ -13,7 +14,7 @@ from ml_collections import config_flags
 
 def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
-  config_flags.DEFINE_config_file("config", None, "Config of the data set (baseline only).")
+  config_flags.DEFINE_config_file("config", None, "Config of the data set (baseline and probe).")
   flags.DEFINE_string("workdir", None, "Output run directory of the baseline.")
   flags.DEFINE_string("split", "test", "Split whose predictions are analysed.")
   flags.DEFINE_string("out", "", "Output directory (default: the first run's report/; scaling: ./scaling_report).")
@@ -23,22 +24,25 @@ def define_flags():
   flags.DEFINE_float("min_prevalence", 0.02, "exclusive: automatic pairs need each tag in this fraction of train.")
   flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.")
   flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.")
+  flags.DEFINE_enum("probe_model", "logreg", ["logreg", "mlp"], "probe: per-tag logistic regression or an MLP.")
   flags.DEFINE_bool("json", False, "Print the result as one JSON object.")
 
 
 FLAGS = flags.FLAGS
-COMMANDS = ("scaling", "popularity", "baseline", "exclusive")
+COMMANDS = ("scaling", "popularity", "baseline", "exclusive", "probe")
 
 
 def dispatch(command: str, workdirs: list[str]) -> dict:
   """Runs one sub-command with the parsed flags; the result is what ``--json`` prints."""
-  from jaxtag.analyze import baseline, exclusive, popularity, scaling
+  from jaxtag.analyze import baseline, exclusive, popularity, probe, scaling
   if command != "baseline" and not workdirs:
     raise app.UsageError(f"{command} needs at least one run directory")
   if command == "scaling":
     return scaling.run(workdirs, FLAGS.split, FLAGS.out or "scaling_report")
   if command == "popularity":
     return popularity.run(workdirs[0], FLAGS.split, FLAGS.top_k, FLAGS.out)
+  if command == "probe":
+    return probe.run(workdirs, FLAGS.config, FLAGS.probe_model)
   if command == "exclusive":
     return exclusive.run(workdirs, FLAGS.split, FLAGS.pairs, FLAGS.threshold, FLAGS.top_k or 3,
                          FLAGS.min_prevalence, FLAGS.max_pairs, FLAGS.out)
@@ -53,6 +57,8 @@ def _summary(command: str, res: dict) -> str:
   if command == "popularity":
     over = ", ".join(o["tag"] for o in res["over_predicted"][:5])
     return f"top-{res['k']}: spearman {res['spearman']:.3f}; most over-predicted: {over}"
+  if command == "probe":
+    return res["table"]
   if command == "exclusive":
     lines = [f"pairs ({res['pair_source']}): {', '.join(res['pairs']) or 'none'}"]
     for m, rates in res["models"].items():

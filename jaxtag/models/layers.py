@@ -32,7 +32,7 @@ class Hyper:
     return cls(float(model_cfg.bn_epsilon), float(model_cfg.bn_momentum), jnp.dtype(model_cfg.dtype))
 
   def bn(self, features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(features, epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+    return BatchNorm(features, epsilon=self.bn_epsilon, momentum=self.bn_momentum,
                          dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs)
 
   def conv(self, in_ch: int, out_ch: int, kernel: Sequence[int], rngs: nnx.Rngs, *,
@@ -42,6 +42,16 @@ class Hyper:
 
   def dense(self, in_f: int, out_f: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(in_f, out_f, kernel_init=HE, dtype=self.dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+class BatchNorm(nnx.BatchNorm):
+  """``nnx.BatchNorm`` that can be frozen: with ``frozen = True`` (set by ``jaxtag.trainable`` on the layers of a
+  run's frozen part) it normalises with its running statistics even in training mode and never updates them, so
+  a frozen layer computes exactly the function of the model it came from. The state tree is nnx.BatchNorm's."""
+  frozen: bool = False
+
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    return super().__call__(x, True if self.frozen else use_running_average, mask=mask)
 
 
 class ConvReluBN(nnx.Module):
