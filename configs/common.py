@@ -48,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.chunk_seconds = 3.0            # 3 s for MTT/MSD, 15 s for the private-style configs
   d.chunks_per_song = 1            # random chunks per song per epoch (the authors sample 1)
   d.short_policy = "pad"           # pad | skip: songs shorter than one chunk
+  d.input_pipeline = "chunks"      # chunks | musicnn_patches: the run's preprocessing contract (jaxtag/contract.py)
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = -1               # grain worker processes; -1: from the machine, pinned in the workdir at first start
   d.worker_buffer_size = 2

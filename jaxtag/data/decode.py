@@ -69,13 +69,21 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     rate, declared = f.samplerate, f.frames
     if not MIN_RATE <= rate <= MAX_RATE:
       raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
-    blocks = []
-    try:   # block by block, so a stream that breaks partway (truncated) is told apart from garbage (corrupt)
-      while (block := f.read(1 << 13, dtype="float32", always_2d=True)).shape[0]:
-        blocks.append(block)
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
-      raise DecodeError("truncated" if blocks else "corrupt", path, str(e)) from None
-  audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
+    try:   # one read, as librosa/musicnn decode: libsndfile 1.2.2 decodes some MP3s differently in small blocks
+      audio = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
+      audio = None
+  if audio is None:   # broken stream: read again block by block to tell truncated from corrupt
+    if isinstance(source, io.BytesIO):
+      source.seek(0)
+    with sf.SoundFile(source) as f:
+      blocks = []
+      try:
+        while (block := f.read(1 << 13, dtype="float32", always_2d=True)).shape[0]:
+          blocks.append(block)
+      except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+        raise DecodeError("truncated" if blocks else "corrupt", path, str(e)) from None
+    audio = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
   if audio.shape[0] == 0:
     raise DecodeError("empty", path, "no frames")
   if 0 < declared < 2**62 and audio.shape[0] + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
