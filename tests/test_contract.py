@@ -47,6 +47,7 @@ def test_imported_run_stores_musicnn_contract_and_matches_per_patch(mtt_run):
   assert stored["kind"] == "musicnn_patches" and stored["sample_rate"] == 16000
   assert stored["patch_frames"] == stored["patch_hop"] == 187 and stored["logmel"]["float16_rounding"]
   assert tagger.contract == _musicnn_contract()
+  assert contract.for_run(w, tagger.config, overlap_seconds=1.0) == _musicnn_contract(hop=61)   # --input_overlap=1
   audio, sr = sf.read(WAV, dtype="float32")
   prob = tagger.probs(tagger.contract.model_inputs(audio, sr), batch=4)
   ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
@@ -144,3 +145,20 @@ def test_eval_batches_feed_the_contract_inputs(tmp_path):
   assert audio.shape[1:] == (187, 96) and song.tolist() == [0, 0, 1, 2]
   want = [c.model_inputs(sf.read(s.path, dtype="float32")[0], 16000) for s in songs]
   np.testing.assert_allclose(audio[:4], np.concatenate(want), atol=1e-6)
+
+
+@needs_ref
+def test_evaluate_path_feeds_musicnn_patches(mtt_run):
+  """``evaluate``'s inference (the device mesh, the eval pipeline) gives the imported run the same patches,
+  hence the same per-patch logits, as ``predict``."""
+  from jaxtag import inference, scoring
+  from jaxtag.data import index
+  w, tagger = mtt_run
+  from jaxtag import checkpoint
+  _, _, model, _ = checkpoint.load_for_inference(w)
+  songs = [index.Song("synth", WAV, np.zeros(50, np.float32), "test")]
+  logits, song = inference.predict_chunks(model, tagger.config, songs, batch=8,
+                                          contract=contract.for_run(w, tagger.config))
+  ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
+  assert song.tolist() == [0, 0, 0]
+  assert np.abs(scoring.sigmoid(logits) - ref["prob"]).max() <= 1e-4

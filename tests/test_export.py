@@ -38,7 +38,7 @@ def _randomise_batchnorm(model, seed):
 def _smoke_run(tmp, frontend):
   from configs import smoke
   from jaxtag.data import generate
-  config = smoke.get_config(frontend)
+  config = smoke.get_config(frontend if frontend != "musicnn" else "model=musicnn")
   config.model.scalar_bn_quirk = frontend == "waveform"   # both BN layouts of the back-end
   tags = list(generate.TAGS)
   model = checkpoint.new_model(config, len(tags), seed=3)
@@ -51,11 +51,12 @@ def _smoke_run(tmp, frontend):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("export_runs")
-  out = {f: _smoke_run(tmp, f) for f in ("spectrogram", "waveform")}
+  out = {f: _smoke_run(tmp, f) for f in ("spectrogram", "waveform", "musicnn")}   # musicnn trained in chunks
   if os.path.isdir(REF):
     from jaxtag.tools import import_musicnn
-    out["musicnn"] = str(tmp / "MTT_musicnn")
-    import_musicnn.import_musicnn(os.path.join(REF, "MTT_musicnn_weights.npz"), out["musicnn"])
+    for name in ("MTT_musicnn", "MTT_vgg"):
+      out[name] = str(tmp / name)
+      import_musicnn.import_musicnn(os.path.join(REF, f"{name}_weights.npz"), out[name])
   return out
 
 
@@ -107,9 +108,20 @@ def test_waveform_model(runs, tmp_path):
   _check(runs["waveform"], tmp_path)
 
 
+def test_musicnn_architecture_trained_in_chunks(runs, tmp_path):
+  """A musicnn model trained by jaxtag (chunks contract): per-chunk centred log-mel, first 187 frames."""
+  _check(runs["musicnn"], tmp_path)
+
+
+@needs_ref
+def test_imported_musicnn_vgg(runs, tmp_path):
+  _, ours = _check(runs["MTT_vgg"], tmp_path)
+  assert np.abs(ours - np.load(os.path.join(REF, "MTT_vgg_synth_outputs.npz"))["prob"]).max() <= 1e-4
+
+
 @needs_ref
 def test_imported_musicnn_tags_as_musicnn_without_jaxtag(runs, tmp_path):
-  out, ours = _check(runs["musicnn"], tmp_path)
+  out, ours = _check(runs["MTT_musicnn"], tmp_path)
   ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
   assert np.abs(ours - ref["prob"]).max() <= 1e-4
   code = ("import json, sys; sys.path.insert(0, 'docs'); import onnx_tag; "
