@@ -27,7 +27,9 @@ import math
 
 import numpy as np
 
-KINDS = ("chunks", "musicnn_patches")
+from jaxtag import choices
+
+KINDS = choices.INPUT_PIPELINES
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
 VERSION = 1
 _BLOCK_FRAMES = 4096        # STFT frames per block: 4096 x 512 float64 = 16 MB whatever the file length
@@ -47,9 +49,9 @@ class Contract:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(f"unknown preprocessing contract {self.kind!r}; valid: {', '.join(KINDS)}")
+      raise choices.ConfigError(f"unknown preprocessing contract {self.kind!r}; valid: {', '.join(KINDS)}")
     if self.kind == "musicnn_patches" and not (self.logmel and self.patch_frames > 0 and self.patch_hop > 0):
-      raise ValueError("a musicnn_patches contract needs logmel parameters, patch_frames and patch_hop")
+      raise choices.ConfigError("a musicnn_patches contract needs logmel parameters, patch_frames and patch_hop")
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -93,9 +95,9 @@ class Contract:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-      raise ValueError(f"unknown preprocessing-contract fields {unknown}")
+      raise choices.ConfigError(f"unknown preprocessing-contract fields {unknown}")
     if int(d.get("version", VERSION)) > VERSION:
-      raise ValueError(f"preprocessing contract version {d['version']} is newer than this jaxtag ({VERSION})")
+      raise choices.ConfigError(f"preprocessing contract version {d['version']} is newer than this jaxtag ({VERSION})")
     return cls(**d)
 
 
@@ -123,18 +125,17 @@ def pipeline_of(config) -> str:
 def from_config(config, overlap_seconds: float = 0.0) -> Contract:
   """The contract a config implies. ``overlap_seconds`` (musicnn runs only) is musicnn's ``input_overlap``."""
   kind = pipeline_of(config)
-  if kind not in KINDS:
-    raise ValueError(f"unknown data.input_pipeline {kind!r}; valid: {', '.join(KINDS)}")
+  choices.check("data.input_pipeline", kind, KINDS)
   sr = int(config.data.sample_rate)
   chunk = int(round(float(config.data.chunk_seconds) * sr))
   spectral = str(config.model.name) not in ("waveform", "samplecnn", "samplecnn_multi")
   logmel = _logmel_params(config.model) if spectral else None
   if kind == "chunks":
     if overlap_seconds:
-      raise ValueError("patch overlap applies to imported musicnn runs only (this run is tagged in chunks)")
+      raise choices.ConfigError("patch overlap applies to imported musicnn runs only (this run is tagged in chunks)")
     return Contract("chunks", sr, chunk, logmel)
   if logmel is None:
-    raise ValueError(f"model {config.model.name!r} has no log-mel front-end: it cannot take musicnn patches")
+    raise choices.ConfigError(f"model {config.model.name!r} has no log-mel front-end: it cannot take musicnn patches")
   hop = musicnn_hop_frames(overlap_seconds, sr, logmel["n_fft"], logmel["hop"]) if overlap_seconds else PATCH_FRAMES
   return Contract("musicnn_patches", sr, chunk, logmel, PATCH_FRAMES, hop)
 
@@ -158,7 +159,7 @@ def for_run(workdir, config, overlap_seconds: float = 0.0) -> Contract:
     stored = Contract.from_dict(json.loads(path.read_text()))
     if stored != derived:
       diff = {k: (v, derived.to_dict()[k]) for k, v in stored.to_dict().items() if v != derived.to_dict()[k]}
-      raise ValueError(f"{path} disagrees with config.json (stored, derived): {diff}")
+      raise choices.ConfigError(f"{path} disagrees with config.json (stored, derived): {diff}")
   return from_config(config, overlap_seconds) if overlap_seconds else derived
 
 

@@ -25,7 +25,9 @@ import math
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from jaxtag import choices
 
 OPSET = 17
 IR_VERSION = 8        # the IR of opset 17: loadable by onnxruntime >= 1.12
@@ -232,7 +234,7 @@ def build(model, config, tags, c) -> "onnx.ModelProto":  # noqa: F821
   from jaxtag.models.tagger import Tagger
   from jaxtag.models.waveform import WaveformFrontend
   if str(config.model.dtype) != "float32":
-    raise ValueError(f"export supports float32 models; this run computes in {config.model.dtype}")
+    raise choices.ConfigError(f"export supports float32 models; this run computes in {config.model.dtype}")
   win = windows(c)
   samples = win["window_samples"]
   g = Graph()
@@ -250,11 +252,11 @@ def build(model, config, tags, c) -> "onnx.ModelProto":  # noqa: F821
     if isinstance(model, Musicnn):
       logits = _musicnn(g, model, spec)
     elif frames != PATCH_FRAMES:
-      raise ValueError(f"musicnn_vgg exports 187-frame (3-s) inputs only; this run's chunk gives {frames}")
+      raise choices.ConfigError(f"musicnn_vgg exports 187-frame (3-s) inputs only; this run's chunk gives {frames}")
     else:
       logits = _musicnn_vgg(g, model, spec)
   else:
-    raise ValueError(f"export does not support model {config.model.name!r} (supported: spectrogram, "
+    raise choices.ConfigError(f"export does not support model {config.model.name!r} (supported: spectrogram, "
                      "waveform, musicnn, musicnn_vgg)")
   probs = g.op("Sigmoid", logits)
   metadata = {"jaxtag.tags": [str(t) for t in tags], "jaxtag.contract": c.to_dict(), "jaxtag.windows": win,
@@ -284,8 +286,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1 or not FLAGS.workdir or not FLAGS.out:
-    raise app.UsageError("usage: python -m jaxtag.export --workdir=W --out=model.onnx")
+  if len(argv) > 1:
+    raise choices.ConfigError(f"unexpected arguments {argv[1:]}; usage: python -m jaxtag.export --workdir=W "
+                              "--out=model.onnx")
   try:
     import onnx  # noqa: F401
   except ImportError:
@@ -294,7 +297,7 @@ def main(argv):
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
   try:
     m, c, tags = export(FLAGS.workdir, FLAGS.out, which)
-  except (FileNotFoundError, ValueError) as e:
+  except FileNotFoundError as e:   # not a run, or no such checkpoint (cli.run reports ConfigError the same way)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   w = windows(c)
@@ -303,5 +306,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("workdir", "out"))

@@ -140,7 +140,7 @@ def main(argv):
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
   try:
     tagger = Tagger(FLAGS.workdir, which, FLAGS.input_overlap)
-  except (FileNotFoundError, ValueError) as e:   # a user mistake: one clear line
+  except FileNotFoundError as e:   # not a run, or no such checkpoint: one line (cli.run does ConfigError)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   results, failures = tag_files(tagger, files, top=FLAGS.top, batch=FLAGS.batch,
@@ -165,5 +165,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("workdir",))

@@ -124,20 +124,21 @@ def test_contract_from_config_and_run(tmp_path):
   with pytest.raises(ValueError, match="disagrees with config.json.*sample_rate"):
     contract.for_run(str(tmp_path), config)
   config.data.input_pipeline = "spectrogram"
-  with pytest.raises(ValueError, match="valid: chunks, musicnn_patches"):
+  with pytest.raises(ValueError, match="valid: 'chunks', 'musicnn_patches'"):
     contract.from_config(config)
 
 
 def test_eval_batches_feed_the_contract_inputs(tmp_path):
   """``evaluate`` feeds each song's contract inputs (here musicnn patches), padded to a fixed batch."""
-  from jaxtag.data import index, pipeline
+  from jaxtag.data import pipeline
+  from jaxtag.data.songs import Song
   rng = np.random.default_rng(1)
   lengths = [16000 * 7, 16000 * 2, 16000 * 4]
   songs = []
   for i, n in enumerate(lengths):
     path = str(tmp_path / f"s{i}.flac")
     sf.write(path, (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
-    songs.append(index.Song(str(i), path, np.zeros(2, np.float32), "test"))
+    songs.append(Song(str(i), path, np.zeros(2, np.float32), "test"))
   c = _musicnn_contract()
   batches = list(pipeline.eval_batches(data_config(chunk_seconds=3.0), songs, batch=4, contract=c))
   audio = np.concatenate([b["audio"] for b in batches])
@@ -152,11 +153,11 @@ def test_evaluate_path_feeds_musicnn_patches(mtt_run):
   """``evaluate``'s inference (the device mesh, the eval pipeline) gives the imported run the same patches,
   hence the same per-patch logits, as ``predict``."""
   from jaxtag import inference, scoring
-  from jaxtag.data import index
+  from jaxtag.data.songs import Song
   w, tagger = mtt_run
   from jaxtag import checkpoint
   _, _, model, _ = checkpoint.load_for_inference(w)
-  songs = [index.Song("synth", WAV, np.zeros(50, np.float32), "test")]
+  songs = [Song("synth", WAV, np.zeros(50, np.float32), "test")]
   logits, song = inference.predict_chunks(model, tagger.config, songs, batch=8,
                                           contract=contract.for_run(w, tagger.config))
   ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
