@@ -16,8 +16,10 @@ contract (``W/contract.json``, derived from ``config.json`` and checked against 
   musicnn's ``input_overlap`` in seconds otherwise), the trailing partial patch dropped. The model takes
   these ``(patches, 187, 96)`` log-mel arrays directly.
 
-NumPy only (no JAX): decoding workers call it. The STFT runs in float64 over blocks of frames and is stored
-as complex64, as librosa does, so memory stays bounded for hours-long files.
+Computed with NumPy on the host (no device, no compilation per file length), so decoding workers can call
+it; only the filterbank is shared with ``models.logmel`` (whose import brings in jax). The STFT runs in
+float64 over blocks of frames and is stored as complex64, as librosa does, so memory stays bounded for
+hours-long files.
 """
 from __future__ import annotations
 
