@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.chunk_seconds = 3.0            # 3 s for MTT/MSD, 15 s for the private-style configs
   d.chunks_per_song = 1            # random chunks per song per epoch (the authors sample 1)
   d.short_policy = "pad"           # choices.SHORT_POLICIES: songs shorter than one chunk
+  d.input_pipeline = "chunks"      # choices.INPUT_PIPELINES: the run's preprocessing contract (jaxtag/contract.py)
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = -1               # grain worker processes; -1: from the machine, pinned in the workdir at first start
   d.worker_buffer_size = 2

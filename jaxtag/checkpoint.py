@@ -3,6 +3,7 @@
 Layout of a workdir::
 
   config.json        the run's full config        tags.json   the model's output tags, in order
+  contract.json      the preprocessing contract (``jaxtag.contract``): what audio the model takes
   checkpoints/<step>/{state, data_iter, host[, metrics]}   latest ``train.keep`` steps plus the best one
   checkpoints/<step>.corrupt                      a step that failed to restore, set aside (never deleted)
 
@@ -242,6 +243,8 @@ def write_run_info(workdir: str, config: ml_collections.ConfigDict, tags: list[s
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
   (workdir / "tags.json").write_text(json.dumps(list(tags), indent=1))
+  from jaxtag import contract
+  contract.save(workdir, config)   # the preprocessing contract, readable without jaxtag (ONNX users, tag)
 
 
 def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:

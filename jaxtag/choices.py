@@ -16,6 +16,7 @@ DTYPES = ("float32", "bfloat16")            # compute dtype; parameters stay flo
 LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's private data
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
+INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.contract): imported musicnn
 
 POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binary metrics, prevalence, baselines)
 
@@ -23,6 +24,7 @@ POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binar
 FIELDS = {
     "data.dataset": DATASETS,
     "data.short_policy": SHORT_POLICIES,
+    "data.input_pipeline": INPUT_PIPELINES,
     "data.mtt_split": MTT_SPLITS,
     "data.generated_format": AUDIO_FORMATS,
     "model.dtype": DTYPES,

@@ -47,14 +47,15 @@ def align_columns(scores: np.ndarray, model_tags, data_tags) -> np.ndarray:
 
 def predict_split(workdir: str, split: str = "test", which="best", batch: int = 0):
   """Runs the model of ``workdir`` over ``split``: ``(Predictions, meta)`` with meta for the report."""
-  from jaxtag import checkpoint, inference
+  from jaxtag import checkpoint, contract, inference
   from jaxtag.data import index as index_lib
   config, model_tags, model, step = checkpoint.load_for_inference(workdir, which)
   idx = index_lib.load_songs(config.data)
   songs, train = idx.split(split), idx.split("train")
   if not songs:
     raise ValueError(f"{report.title(config.data, split)} has no songs")
-  logits, chunk_song = inference.predict_chunks(model, config, songs, batch=batch)
+  logits, chunk_song = inference.predict_chunks(model, config, songs, batch=batch,
+                                                contract=contract.for_run(workdir, config))
   chunk_scores = align_columns(scoring.sigmoid(logits), model_tags, idx.tags).astype(np.float32)
   song_scores = scoring.aggregate_chunks(chunk_scores, chunk_song, len(songs))
   stats = report.train_label_stats(np.stack([s.targets for s in train])) if train else (None, None, 0)

@@ -24,14 +24,15 @@ def make_eval_fn(graphdef, mesh):
                  in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
 
 
-def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int, mesh):
-  """All non-overlapping chunks of ``songs``: ``(chunk_logits (C, T), chunk_song (C,), stats)``.
+def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int, mesh, contract=None):
+  """All non-overlapping chunks of ``songs``: ``(chunk_logits (C, T), chunk_song (C,), stats)``; with a
+  preprocessing ``contract`` (``jaxtag.contract``), all its model inputs of each song instead.
 
   ``stats`` holds this process's bad-song counts by reason (``bad``) and their indices (``bad_songs``)."""
   from jaxtag.data import pipeline
   local = sharding.local_batch_size(global_batch, mesh)
   batches = pipeline.eval_batches(data_cfg, songs, batch=local, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
+                                  process_count=jax.process_count(), contract=contract)
   it = iter(batches)
   logits_out, song_out = [], []
   pad = None
@@ -44,8 +45,8 @@ def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int
     elif pad is None:
       pad = {"audio": np.zeros_like(batch["audio"]), "song": np.full_like(batch["song"], -1)}
     if batch is None:   # this process had no chunk at all: build the padding from the chunk length
-      n = int(round(data_cfg.chunk_seconds * data_cfg.sample_rate))
-      batch = pad = {"audio": np.zeros((local, n), np.float32), "song": np.full((local,), -1, np.int32)}
+      batch = pad = {"audio": np.zeros((local, *batches.input_shape), np.float32),
+                     "song": np.full((local,), -1, np.int32)}
     g = sharding.to_global({"audio": batch["audio"], "song": batch["song"].astype(np.int32)}, mesh)
     logits, song = eval_fn(params, rest, g["audio"], g["song"])
     logits_out.append(logits)
@@ -59,13 +60,14 @@ def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int
   return logits[keep], song[keep], stats
 
 
-def predict_chunks(model, config, songs, *, batch: int = 0, mesh=None):
-  """Convenience for tools: ``(chunk_logits, chunk_song)`` of an NNX model on all local devices."""
+def predict_chunks(model, config, songs, *, batch: int = 0, mesh=None, contract=None):
+  """Convenience for tools: ``(chunk_logits, chunk_song)`` of an NNX model on all local devices; a run's
+  ``contract`` decides its inputs (default: plain waveform chunks)."""
   mesh = mesh or sharding.make_mesh()
   graphdef, params, rest = step_lib.split_model(model)
   params, rest = train_state.on_mesh((params, rest), mesh)   # a restored model is already there
   batch = batch or int(config.eval.batch_size)
   batch = -(-batch // mesh.devices.size) * mesh.devices.size
   logits, song, _ = predict_on_mesh(make_eval_fn(graphdef, mesh), params, rest, config.data, songs,
-                                    global_batch=batch, mesh=mesh)
+                                    global_batch=batch, mesh=mesh, contract=contract)
   return logits, song

@@ -3,8 +3,10 @@
 
 What users of musicnn and of Won et al.'s models ask for most (``peers_and_protocol.md`` §4): tags, a taggram
 and embeddings for their own files, any format. Each file is decoded by the data layer (anything soundfile
-reads, any sample rate, resampled to the model's), cut into the model's non-overlapping chunks (a file shorter
-than one chunk is zero-padded to one), and its tags are the mean of the chunk sigmoids, as in evaluation. A
+reads, any sample rate, resampled to the run's), turned into model inputs by the run's preprocessing contract
+(``jaxtag.contract``: the model's non-overlapping chunks, a file shorter than one chunk zero-padded to one; for
+runs imported from musicnn, musicnn's own 187-frame patches of one whole-file log-mel), and its tags are the
+mean of the per-input sigmoids, as in evaluation (and musicnn's ``top_tags``). A
 file that fails prints one line naming it and the reason; the others continue; the exit status is 1 if any
 failed. Works on trained runs and on runs written by the musicnn weight import alike.
 """
@@ -28,6 +30,8 @@ def define_flags():
   flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
   flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
   flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
+  flags.DEFINE_float("input_overlap", 0.0, "Imported musicnn runs: musicnn's input_overlap, the hop between "
+                     "187-frame patches in seconds (0: no overlap, as musicnn's default).")
   flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
 
 
@@ -60,14 +64,15 @@ def chunk_wave(wave: np.ndarray, n: int) -> np.ndarray:
 class Tagger:
   """A run's model, jitted once, applied to chunks of any file."""
 
-  def __init__(self, workdir: str, which="best"):
+  def __init__(self, workdir: str, which="best", input_overlap: float = 0.0):
     import jax
     from flax import nnx
-    from jaxtag import checkpoint
+    from jaxtag import checkpoint, contract
     from jaxtag import step as step_lib
     self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
-    self.sample_rate = int(self.config.data.sample_rate)
-    self.chunk = int(round(self.config.data.chunk_seconds * self.sample_rate))
+    self.contract = contract.for_run(workdir, self.config, input_overlap)
+    self.sample_rate = self.contract.sample_rate
+    self.chunk = self.contract.chunk_samples
     graphdef, self._params, self._rest = step_lib.split_model(model)
     self._logits = jax.jit(lambda p, r, x: step_lib.eval_logits(p, r, x, graphdef=graphdef))
     self._embed = jax.jit(lambda p, r, x: nnx.merge(graphdef, p, r).embed(x, train=False))
@@ -77,7 +82,7 @@ class Tagger:
     for i in range(0, len(chunks), batch):
       x = chunks[i:i + batch]
       pad = batch - len(x)   # one compiled shape for every batch
-      y = np.asarray(fn(self._params, self._rest, np.pad(x, ((0, pad), (0, 0)))))
+      y = np.asarray(fn(self._params, self._rest, np.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))))
       out.append(y[:len(x)])
     return np.concatenate(out)
 
@@ -98,7 +103,7 @@ def tag_files(tagger: Tagger, files, *, top: int = 10, batch: int = 16, want_emb
     except Exception as e:   # noqa: BLE001  any failure of one file must not stop the others
       failures.append({"file": path, "error": getattr(e, "reason", None) or f"{type(e).__name__}: {e}"})
       continue
-    chunks = chunk_wave(wave, tagger.chunk)
+    chunks = tagger.contract.model_inputs(wave, tagger.sample_rate)
     taggram = tagger.probs(chunks, batch)
     mean = taggram.mean(axis=0)
     order = np.argsort(-mean, kind="stable")[:top]
@@ -133,7 +138,11 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # stdout/stderr carry the tags and the per-file errors only
   files = list_files(argv[1:])
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
-  tagger = Tagger(FLAGS.workdir, which)
+  try:
+    tagger = Tagger(FLAGS.workdir, which, FLAGS.input_overlap)
+  except FileNotFoundError as e:   # not a run, or no such checkpoint: one line (cli.run does ConfigError)
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   results, failures = tag_files(tagger, files, top=FLAGS.top, batch=FLAGS.batch,
                                 want_embeddings=bool(FLAGS.embeddings))
   for r in results:
@@ -147,7 +156,7 @@ def main(argv):
   if FLAGS.taggram and results:
     from jaxtag import plots
     for r, path in zip(results, taggram_paths(FLAGS.taggram, results)):
-      plots.taggram(path, r["taggram"], tagger.tags, tagger.chunk / tagger.sample_rate,
+      plots.taggram(path, r["taggram"], tagger.tags, tagger.contract.seconds_per_input,
                     title=os.path.basename(r["file"]))
   if FLAGS.embeddings and results:
     save_embeddings(FLAGS.embeddings, results, tagger.tags)

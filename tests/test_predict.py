@@ -81,7 +81,6 @@ def test_imported_musicnn_tags_the_reference_wav(tmp_path):
   ref_mean = ref["prob"].mean(axis=0)
   ref_top = [str(ref["tags"][t]) for t in np.argsort(-ref_mean)[:10]]
   ours = [t for t, _ in res[0]["top"]]
-  assert ours[:5] == ref_top[:5] == ["slow", "guitar", "beat", "electronic", "synth"]
-  assert set(ours) == set(ref_top)
-  # chunks are cut from the waveform (each centred on its own), musicnn patches one spectrogram: edges differ
-  np.testing.assert_allclose(res[0]["scores"], ref_mean, atol=0.03)
+  assert ours == ref_top and ours[:5] == ["slow", "guitar", "beat", "electronic", "synth"]
+  # the run's contract feeds musicnn's own patches of one whole-file log-mel (tests/test_contract.py)
+  np.testing.assert_allclose(res[0]["scores"], ref_mean, atol=1e-4)

@@ -91,16 +91,59 @@ def resampled_length(frames: int, rate: int, sample_rate: int) -> int:
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError.
 
-  Streams: each block is mixed to mono and resampled as it is read (``soxr.ResampleStream``, bit-identical
-  to a one-shot ``soxr.resample``), so memory is the mono output plus one block, not the whole multichannel
-  source at its own rate (a 2-hour 44.1-kHz stereo FLAC: 0.46 GB of output instead of 7.5 GB peak)."""
-  f = _open(path)
+  A file of up to ``LONG_FILE_SECONDS`` is read in one call, as librosa (and so musicnn) decodes it:
+  libsndfile 1.2.2 decodes some MP3s differently when read in small blocks (up to 2.9e-2 off at 8192-frame
+  blocks). A longer file, or one whose one-call read breaks, streams block by block: each block is mixed to
+  mono and resampled as it is read (``soxr.ResampleStream``, bit-identical to a one-shot ``soxr.resample``),
+  so memory is the mono output plus one block, not the whole multichannel source at its own rate (a 2-hour
+  44.1-kHz stereo FLAC: 0.46 GB of output instead of 7.5 GB peak); a broken stream is then told apart as
+  truncated (frames decoded before it broke) or corrupt (none)."""
+  source = _source(path)
+  f = _open(path, source)
+  with f:
+    rate, declared = f.samplerate, f.frames
+    audio = None
+    if 0 < declared <= LONG_FILE_SECONDS * rate:
+      try:
+        audio = f.read(dtype="float32", always_2d=True)
+      except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
+        audio = None
+  if audio is not None:
+    if audio.shape[0] == 0:
+      raise DecodeError("empty", path, "no frames")
+    frames = audio.shape[0]
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    del audio
+    finite = bool(np.isfinite(mono).all())
+    peak = float(np.abs(mono).max()) if finite else 0.0
+    _check_whole(path, frames, declared, finite, peak)
+    if rate != sample_rate:
+      mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+  if isinstance(source, io.BytesIO):
+    source.seek(0)
+  return _stream(path, _open(path, source), sample_rate)
+
+
+def _check_whole(path: str, frames: int, declared: int, finite: bool, peak: float) -> None:
+  if frames == 0:
+    raise DecodeError("empty", path, "no frames")
+  if 0 < declared < 2**62 and frames + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
+    raise DecodeError("truncated", path, f"{frames} of {declared} frames")
+  if not finite:
+    raise DecodeError("non_finite", path)
+  if peak < SILENCE_PEAK:
+    raise DecodeError("silent", path, f"peak < {SILENCE_PEAK}")
+
+
+def _stream(path: str, f: sf.SoundFile, sample_rate: int) -> np.ndarray:
+  """The block-by-block decode of ``load_audio`` (long files, and reads that broke)."""
   with f:
     rate, declared = f.samplerate, f.frames
     stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
                                                                  quality="HQ")
     out, frames, finite, peak = [], 0, True, 0.0
-    try:   # block by block, so a stream that breaks partway (truncated) is told apart from garbage (corrupt)
+    try:
       while (block := f.read(BLOCK, dtype="float32", always_2d=True)).shape[0]:
         frames += block.shape[0]
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
@@ -111,14 +154,7 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
         out.append(mono if stream is None else stream.resample_chunk(mono))
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
       raise DecodeError("truncated" if frames else "corrupt", path, str(e)) from None
-  if frames == 0:
-    raise DecodeError("empty", path, "no frames")
-  if 0 < declared < 2**62 and frames + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
-    raise DecodeError("truncated", path, f"{frames} of {declared} frames")
-  if not finite:
-    raise DecodeError("non_finite", path)
-  if peak < SILENCE_PEAK:
-    raise DecodeError("silent", path, f"peak < {SILENCE_PEAK}")
+  _check_whole(path, frames, declared, finite, peak)
   if stream is not None:
     out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
   return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

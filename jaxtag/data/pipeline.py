@@ -100,17 +100,23 @@ def train_iterator(data_cfg, songs, *, local_batch: int, seed: int, process_inde
 
 
 class _SongChunks(grain.transforms.Map):
-  """Global song index -> all its non-overlapping chunks (k, S), or no chunks and the bad reason."""
+  """Global song index -> all its non-overlapping chunks (k, S), or no chunks and the bad reason.
 
-  def __init__(self, reader: SongReader):
-    self.reader = reader
+  With ``contract`` (a ``jaxtag.contract.Contract``), the chunks are its ``model_inputs`` of the whole song
+  instead (e.g. musicnn's log-mel patches for imported runs)."""
+
+  def __init__(self, reader: SongReader, contract=None):
+    self.reader, self.contract = reader, contract
 
   def map(self, song: int) -> dict:
-    n = self.reader.chunk_len
+    shape = self.contract.input_shape if self.contract else (self.reader.chunk_len,)
     try:
       audio = self.reader.read(int(song))
     except DecodeError as e:
-      return {"song": int(song), "chunks": np.zeros((0, n), np.float32), "reason": BAD_REASONS.index(e.reason)}
+      return {"song": int(song), "chunks": np.zeros((0, *shape), np.float32), "reason": BAD_REASONS.index(e.reason)}
+    if self.contract:
+      return {"song": int(song), "chunks": self.contract.model_inputs(audio, self.reader.sample_rate), "reason": -1}
+    n = self.reader.chunk_len
     k = len(audio) // n
     return {"song": int(song), "chunks": audio[:k * n].reshape(k, n), "reason": -1}
 
@@ -125,10 +131,12 @@ class EvalBatches:
   ``next()`` on the object itself walks one pass.
   """
 
-  def __init__(self, data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1):
+  def __init__(self, data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1,
+               contract=None):
     self.batch, self.sample_len = batch, chunk_len(data_cfg)
+    self.input_shape = contract.input_shape if contract else (self.sample_len,)
     reader = song_reader(data_cfg, songs)
-    ds = grain.MapDataset.range(len(songs))[process_index::process_count].map(_SongChunks(reader))
+    ds = grain.MapDataset.range(len(songs))[process_index::process_count].map(_SongChunks(reader, contract))
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=tuning.resolve(data_cfg)["read_threads"]))
     self._ds = _prefetch(ds, data_cfg.get("eval_num_workers", 0), data_cfg.worker_buffer_size)
     self.bad_counts, self.bad_songs, self.chunks = {}, [], 0
@@ -141,7 +149,7 @@ class EvalBatches:
 
   def __iter__(self):
     self.bad_counts, self.bad_songs, self.chunks = {r: 0 for r in BAD_REASONS}, [], 0
-    audio = np.zeros((self.batch, self.sample_len), np.float32)
+    audio = np.zeros((self.batch, *self.input_shape), np.float32)
     song = np.full((self.batch,), -1, np.int32)
     fill, it = 0, iter(self._ds)
     try:
@@ -163,6 +171,9 @@ class EvalBatches:
       yield {"audio": audio, "song": song}
 
 
-def eval_batches(data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1) -> EvalBatches:
-  """See ``EvalBatches``: iterate it for batches, then read its ``bad_counts``."""
-  return EvalBatches(data_cfg, songs, batch=batch, process_index=process_index, process_count=process_count)
+def eval_batches(data_cfg, songs, *, batch: int, process_index: int = 0, process_count: int = 1,
+                 contract=None) -> EvalBatches:
+  """See ``EvalBatches``: iterate it for batches, then read its ``bad_counts``. ``contract``: a run's
+  preprocessing contract; its ``model_inputs`` replace the plain waveform chunks."""
+  return EvalBatches(data_cfg, songs, batch=batch, process_index=process_index, process_count=process_count,
+                     contract=contract)

@@ -3,7 +3,9 @@
 Both take ``(batch, samples)`` 16-kHz audio and compute the log-mel on the device (use
 ``logmel.musicnn_compat=True`` to reproduce the authors' float16 rounding), then keep the first
 ``samples // hop`` frames: a 3-s chunk (48,000 samples, 188 centred frames) gives musicnn's 187-frame
-patch. ``from_logmel`` takes log-mel patches directly (the parity tests feed musicnn's own patches).
+patch. Both also take ``(batch, frames, mels)`` log-mel patches directly (rank 3 instead of 2): that is
+the input of imported runs, whose preprocessing contract (``jaxtag.contract``) cuts musicnn's patches from
+one whole-file log-mel, exactly as musicnn does. ``from_logmel`` is the same entry, named.
 Variable names in comments are the TF checkpoint's; ``jaxtag.tools.import_musicnn`` maps them.
 """
 from __future__ import annotations
@@ -19,7 +21,12 @@ PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop
 
 
 def _logmel_frames(wave: jax.Array, mel: LogMelConfig) -> jax.Array:
-  """Centred log-mel of the chunk, cut to ``samples // hop`` frames (187 for 3 s)."""
+  """Centred log-mel of the chunk, cut to ``samples // hop`` frames (187 for 3 s); a rank-3 input already
+  is a log-mel ``(batch, frames, mels)`` and passes through."""
+  if wave.ndim == 3:
+    if wave.shape[-1] != mel.n_mels:
+      raise ValueError(f"log-mel input has {wave.shape[-1]} bands, the model {mel.n_mels}")
+    return wave
   return logmel(wave, mel)[:, :wave.shape[-1] // mel.hop]
 
 

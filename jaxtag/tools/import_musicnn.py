@@ -99,6 +99,7 @@ def musicnn_config(name: str):
   args = {"musicnn": "model=musicnn,small", "musicnn_big": "model=musicnn", "vgg": "model=musicnn_vgg"}[arch]
   config = (mtt if dataset == "MTT" else msd).get_config(args)
   config.model.logmel.musicnn_compat = True      # the float16 rounding the weights were trained with
+  config.data.input_pipeline = "musicnn_patches"   # musicnn's own input: patches of one whole-file log-mel
   config.model.width = 1.0
   return config
 

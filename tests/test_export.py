@@ -1,0 +1,147 @@
+"""ONNX export: onnxruntime equals jaxtag (<= 1e-5) on real audio chunks for a spectrogram, a waveform and an
+imported musicnn model at two batch sizes; the metadata alone (docs/onnx_tag.py, no jaxtag) tags as musicnn."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ROOT, SHARED
+
+ort = pytest.importorskip("onnxruntime", reason="the ONNX export extra is not installed: pip install -e '.[export]'")
+pytest.importorskip("onnx", reason="the ONNX export extra is not installed: pip install -e '.[export]'")
+
+from jaxtag import checkpoint, export, predict  # noqa: E402
+
+REF = os.path.join(SHARED, "musicnn_ref")
+WAV = os.path.join(REF, "synth_chords_clicks_16k.wav")
+needs_ref = pytest.mark.skipif(not os.path.isdir(REF), reason="../shared/musicnn_ref not present")
+
+
+def _randomise_batchnorm(model, seed):
+  """Non-trivial BatchNorm statistics and affine terms, so the export's BN folding is really tested."""
+  from flax import nnx
+  import jax.numpy as jnp
+  rng = np.random.default_rng(seed)
+  for _, bn in nnx.iter_graph(model):
+    if isinstance(bn, nnx.BatchNorm):
+      n = bn.mean.shape
+      bn.mean.set_value(jnp.asarray(rng.normal(0, 0.3, n), jnp.float32))
+      bn.var.set_value(jnp.asarray(rng.uniform(0.5, 2.0, n), jnp.float32))
+      bn.scale.set_value(jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32))
+      bn.bias.set_value(jnp.asarray(rng.normal(0, 0.2, n), jnp.float32))
+
+
+def _smoke_run(tmp, frontend):
+  from configs import smoke
+  from jaxtag.data import generate
+  config = smoke.get_config(frontend if frontend != "musicnn" else "model=musicnn")
+  config.model.scalar_bn_quirk = frontend == "waveform"   # both BN layouts of the back-end
+  tags = list(generate.TAGS)
+  model = checkpoint.new_model(config, len(tags), seed=3)
+  _randomise_batchnorm(model, 4)
+  w = str(tmp / frontend)
+  checkpoint.save_inference_checkpoint(w, config, model, tags)
+  return w
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("export_runs")
+  out = {f: _smoke_run(tmp, f) for f in ("spectrogram", "waveform", "musicnn")}   # musicnn trained in chunks
+  if os.path.isdir(REF):
+    from jaxtag.tools import import_musicnn
+    for name in ("MTT_musicnn", "MTT_vgg"):
+      out[name] = str(tmp / name)
+      import_musicnn.import_musicnn(os.path.join(REF, f"{name}_weights.npz"), out[name])
+  return out
+
+
+def _real_audio():
+  """Real audio for the chunks: musicnn's synthetic reference mix (or, without the bundle, synthesised piano)."""
+  if os.path.exists(WAV):
+    return sf.read(WAV, dtype="float32")
+  from jaxtag.data import synth
+  rng = np.random.default_rng(0)
+  return 0.3 * np.concatenate([synth.note("piano", f, 2.0, rng) for f in (220, 330, 262, 196, 247)]), 16000
+
+
+def _check(workdir, tmp_path, batches=(1, 3)):
+  out = str(tmp_path / "model.onnx")
+  _, c, tags = export.export(workdir, out)
+  session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+  meta = session.get_modelmeta().custom_metadata_map
+  assert json.loads(meta["jaxtag.tags"]) == list(tags) and json.loads(meta["jaxtag.contract"]) == c.to_dict()
+  with open(os.path.join(workdir, "contract.json")) as f:
+    assert json.load(f) == c.to_dict()
+  w = json.loads(meta["jaxtag.windows"])
+  inp = session.get_inputs()[0]
+  assert inp.shape[0] == "batch" and inp.shape[1] == w["window_samples"]
+  audio, sr = _real_audio()
+  tagger = predict.Tagger(workdir)
+  ours = tagger.probs(tagger.contract.model_inputs(audio, sr), batch=4)             # jaxtag's inputs
+  sys.path.insert(0, os.path.join(ROOT, "docs"))
+  try:
+    import onnx_tag
+  finally:
+    sys.path.pop(0)
+  x = onnx_tag.windows_of(audio, sr, w)                                              # the ONNX user's
+  assert len(x) == len(ours) >= max(batches)
+  errs = []
+  for b in batches:
+    theirs = session.run(None, {inp.name: x[:b]})[0]
+    assert theirs.shape == (b, len(tags))
+    errs.append(float(np.abs(theirs - ours[:b]).max()))
+  print(f"{os.path.basename(workdir)}: max |onnxruntime - jaxtag| at batch {batches} = {errs}")
+  assert max(errs) <= 1e-5
+  return out, ours
+
+
+def test_spectrogram_model(runs, tmp_path):
+  _check(runs["spectrogram"], tmp_path)
+
+
+def test_waveform_model(runs, tmp_path):
+  _check(runs["waveform"], tmp_path)
+
+
+def test_musicnn_architecture_trained_in_chunks(runs, tmp_path):
+  """A musicnn model trained by jaxtag (chunks contract): per-chunk centred log-mel, first 187 frames."""
+  _check(runs["musicnn"], tmp_path)
+
+
+@needs_ref
+def test_imported_musicnn_vgg(runs, tmp_path):
+  _, ours = _check(runs["MTT_vgg"], tmp_path)
+  assert np.abs(ours - np.load(os.path.join(REF, "MTT_vgg_synth_outputs.npz"))["prob"]).max() <= 1e-4
+
+
+@needs_ref
+def test_imported_musicnn_tags_as_musicnn_without_jaxtag(runs, tmp_path):
+  out, ours = _check(runs["MTT_musicnn"], tmp_path)
+  ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
+  assert np.abs(ours - ref["prob"]).max() <= 1e-4
+  code = ("import json, sys; sys.path.insert(0, 'docs'); import onnx_tag; "
+          f"s, tags, w = onnx_tag.load_model({out!r}); mean, top, tg = onnx_tag.tag(s, tags, w, {WAV!r}); "
+          "assert 'jaxtag' not in sys.modules; print(json.dumps(tg.tolist()))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert np.abs(np.asarray(json.loads(proc.stdout)) - ref["prob"]).max() <= 1e-4
+
+
+def test_cli_and_unsupported_model(runs, tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "jaxtag.export", f"--workdir={runs['spectrogram']}",
+                         f"--out={tmp_path / 'm.onnx'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and "wrote" in proc.stdout and os.path.getsize(tmp_path / "m.onnx") > 10_000, proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "jaxtag.export", f"--workdir={tmp_path / 'nope'}",
+                         f"--out={tmp_path / 'x.onnx'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:")
+  from configs import smoke
+  from jaxtag import contract
+  config = smoke.get_config("model=crnn")
+  with pytest.raises(ValueError, match="does not support model 'crnn'"):
+    export.build(None, config, ["a"], contract.from_config(config))
