@@ -186,7 +186,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
         if e is None:
           exhausted = True
         elif e.path is None:
-          fail(None, e.error, "", e.where)
+          fail(None, e.error, e.detail, e.where)
         else:
           fut = pool.submit(worker.decode_file, e.path, contract, cap) if pool else _Now(
               worker.decode_file, e.path, contract, cap)

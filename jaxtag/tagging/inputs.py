@@ -20,6 +20,7 @@ class Entry(NamedTuple):
   path: str | None
   error: str | None = None   # a reason when the input row itself is unusable
   where: str = ""            # "list.txt:12" for such rows
+  detail: str = ""
 
 
 AUDIO_LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -49,7 +50,7 @@ def iter_entries(spec: str) -> Iterator[Entry]:
           if not isinstance(path, str) or not path:
             raise TypeError("path is not a non-empty string")
         except (ValueError, KeyError, TypeError) as e:
-          yield Entry(None, "bad_input_row", f"{where} ({type(e).__name__}: {e})")
+          yield Entry(None, "bad_input_row", where, f"{type(e).__name__}: {e}")
           continue
       else:
         path = line
