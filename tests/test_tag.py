@@ -19,7 +19,8 @@ from jaxtag.data import decode
 from jaxtag.tagging import inputs, shards
 
 BROKEN = {"x_corrupt.mp3": "corrupt", "x_empty.wav": "empty", "x_silent.flac": "silent",
-          "x_text.wav": "not_audio", "x_truncated.wav": "truncated"}
+          "x_text.wav": "not_audio", "x_truncated.flac": "truncated", "x_nan.wav": "non_finite",
+          "x_rate.wav": "bad_sample_rate"}
 N_GOOD = 24
 
 
@@ -56,9 +57,11 @@ def library(tmp_path_factory):
   (root / "x_empty.wav").write_bytes(b"")
   sf.write(root / "x_silent.flac", np.zeros(16000), 16000)
   (root / "x_text.wav").write_text("just some text, no RIFF header\n" * 20)
-  sf.write(root / "x_truncated.wav", 0.2 * rng.standard_normal(3 * 16000), 16000, subtype="PCM_16")
-  data = (root / "x_truncated.wav").read_bytes()
-  (root / "x_truncated.wav").write_bytes(data[:len(data) // 3])
+  sf.write(root / "x_truncated.flac", 0.2 * rng.standard_normal(3 * 16000), 16000)
+  data = (root / "x_truncated.flac").read_bytes()
+  (root / "x_truncated.flac").write_bytes(data[:len(data) // 2])
+  sf.write(root / "x_nan.wav", np.where(np.arange(16000) == 5, np.nan, 0.1), 16000, subtype="FLOAT")
+  sf.write(root / "x_rate.wav", 0.2 * rng.standard_normal(300), 100)
   (root / ".hidden.wav").write_bytes(b"")
   return root
 
@@ -138,15 +141,15 @@ def test_streaming_decoder_equals_load_audio(tmp_path):
 
 @pytest.fixture(scope="module")
 def resumed(run, library, tmp_path_factory):
-  """``tag`` killed with SIGKILL (whole process group: the command and its decode workers) once its first
-  shard is committed, then the same command again."""
+  """``tag`` killed with SIGKILL (whole process group: the command and its decode workers) once a shard with
+  tagged rows is committed, then the same command again."""
   out = tmp_path_factory.mktemp("tag_out") / "out"
   cmd = tag_cmd(run, library, out, "--shard_size=2")
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
   try:
     deadline = time.monotonic() + 600
-    while not shards.committed(str(out)):
+    while not read_rows(out):
       assert proc.poll() is None, proc.stderr.read()[-3000:]
       assert time.monotonic() < deadline
       time.sleep(0.02)
@@ -188,7 +191,7 @@ def test_killed_run_resumes_every_good_file_once_with_predicts_scores(resumed, r
   assert {os.path.basename(e["path"]): e["reason"] for e in errors} == BROKEN and len(errors) == len(BROKEN)
   assert summary["tagged"] == N_GOOD and summary["failed_by_reason"] == {v: 1 for v in BROKEN.values()}
   assert summary["audio_hours"] == pytest.approx(sum(r["seconds"] for r in ref) / 3600, rel=1e-4)
-  assert "done: 24 files tagged, 5 failed" in second.stdout
+  assert f"done: {N_GOOD} files tagged, {len(BROKEN)} failed" in second.stdout
   assert not glob.glob(str(out / "**" / "*.tmp-*"), recursive=True)
 
 
