@@ -232,8 +232,8 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   if pc > 1:
     gathered = multihost_utils.process_allgather(counts)
     counts = np.concatenate([gathered[:, :3].sum(axis=0), gathered[:, 3:].max(axis=0)])
-  counts = [float(c) for c in counts]   # the gather comes back as float32 (jax without x64)
     multihost_utils.sync_global_devices("jaxtag.tag: all shards committed")
+  counts = [float(c) for c in counts]   # the gather comes back as float32 (jax without x64)
   summary = {"this_run": {"tagged": int(counts[0]), "failed": int(counts[1]), "audio_hours": counts[2] / 3600,
                           "wall_seconds": counts[3], "files_per_s": (counts[0] + counts[1]) / max(counts[3], 1e-9),
                           "audio_hours_per_hour": counts[2] / max(counts[3], 1e-9), "processes": pc,
