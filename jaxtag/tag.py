@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import sys
+import shutil
 import threading
 import time
 
@@ -51,6 +52,9 @@ def define_flags():
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
   flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
   flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
+
+
+MAX_TRIES = 3   # a file in flight when a decode worker died this often is failed as ``worker_crashed``
 
 
 class _Now:
@@ -137,16 +141,25 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   if pc > 1:   # every process has read the resume set before any commits a new shard
     multihost_utils.sync_global_devices("jaxtag.tag: resume set read")
   writer = shards.ShardWriter(out, pi, shard_size, shard_seconds)
+  scratch = os.path.join(out, ".scratch", f"p{pi:03d}")   # long files' decoded chunks, on their way in
+  shutil.rmtree(scratch, ignore_errors=True)
+  os.makedirs(scratch)
   source = _entries(spec, done, pi, pc)
   workers = os.cpu_count() if workers < 0 else workers
-  pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers else None
+  new_pool = lambda: cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+  pool = new_pool() if workers else None
   max_inflight = max(2 * workers, 1) + 1
   progress = Progress(progress_seconds, (lambda: sum(1 for _ in _entries(spec, done, pi, pc))) if pi == 0 else None)
   cap = max_seconds or None
-  inflight, files, queue = set(), {}, collections.deque()   # queue: [file id, chunks, next chunk]
+  inflight, files, queue = {}, {}, collections.deque()   # future -> (path, tries, pool); [id, chunks, next]
   buffered, exhausted, next_id = 0, False, 0
   n_tagged, n_failed, n_seconds = 0, collections.Counter(), 0.0
   started = time.monotonic()
+
+  def submit(path, tries):
+    args = (worker.decode_file, path, contract, cap, scratch)
+    fut = pool.submit(*args) if pool else _Now(*args)
+    inflight[fut] = (path, tries, pool)
 
   def fail(path, reason, detail="", where=""):
     writer.add_error(path, reason, detail, where)
@@ -158,9 +171,10 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
     if "reason" in r:
       fail(r["path"], r["reason"], r["detail"])
       return
-    n = len(r["chunks"])
+    chunks = worker.load_chunks(r)
+    n = len(chunks)
     files[next_id] = _File(r["path"], r["duration"], r["seconds"], n, embeddings)
-    queue.append([next_id, r["chunks"], 0])
+    queue.append([next_id, chunks, 0])
     buffered += n
     next_id += 1
 
@@ -188,15 +202,22 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
         elif e.path is None:
           fail(None, e.error, e.detail, e.where)
         else:
-          fut = pool.submit(worker.decode_file, e.path, contract, cap) if pool else _Now(
-              worker.decode_file, e.path, contract, cap)
-          inflight.add(fut)
+          submit(e.path, 1)
       if buffered < B and inflight:
         ready = [f for f in inflight if isinstance(f, _Now)] or cf.wait(
             inflight, return_when=cf.FIRST_COMPLETED)[0]
         for fut in ready:
-          inflight.discard(fut)
-          absorb(fut.result())
+          path, tries, source_pool = inflight.pop(fut)
+          try:
+            absorb(fut.result())
+          except cf.process.BrokenProcessPool:   # a worker died (OOM kill, a decoder crash): retry, then give up
+            if source_pool is pool:
+              pool.shutdown(wait=False, cancel_futures=True)
+              pool = new_pool()
+            if tries < MAX_TRIES:
+              submit(path, tries + 1)
+            else:
+              fail(path, "worker_crashed", f"decode worker died {tries} times on it")
         continue
       if _all_done(buffered == 0 and not inflight and exhausted):
         break
@@ -227,6 +248,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   finally:
     if pool:
       pool.shutdown(cancel_futures=True)
+    shutil.rmtree(scratch, ignore_errors=True)
   wall = time.monotonic() - started
   counts = np.asarray([n_tagged, sum(n_failed.values()), n_seconds, wall], np.float64)
   if pc > 1:

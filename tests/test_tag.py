@@ -216,3 +216,21 @@ def test_two_processes_give_the_same_rows_as_one(resumed, run, library, tmp_path
   summary = json.loads((out / "summary.json").read_text())
   assert summary["this_run"]["processes"] == 2 and summary["tagged"] == N_GOOD and summary["failed"] == len(BROKEN)
   assert "done: 24 files tagged" in (logs / "process_0.log").read_text()
+
+
+def test_worker_spills_big_inputs_and_caps_long_files(tmp_path, monkeypatch):
+  """A long file's chunks come back through a scratch file (no pickled copy); ``max_seconds`` caps it."""
+  from jaxtag.tagging import prep, worker
+  p = str(tmp_path / "long.flac")
+  sf.write(p, 0.2 * np.random.default_rng(2).standard_normal((int(6.5 * 22050), 2)), 22050)
+  contract = prep.Contract(16000, 16000)
+  direct = worker.decode_file(p, contract, None)
+  assert direct["chunks"].shape == (6, 16000) and direct["duration"] == pytest.approx(6.5, abs=1e-4)
+  monkeypatch.setattr(worker, "SPILL_BYTES", 1000)
+  spilled = worker.decode_file(p, contract, None, scratch=str(tmp_path))
+  chunks = worker.load_chunks(spilled)
+  np.testing.assert_array_equal(chunks, direct["chunks"])
+  assert "chunks" not in spilled and not os.path.exists(spilled["chunks_file"])
+  capped = worker.decode_file(p, contract, 2.0)
+  assert capped["chunks"].shape == (2, 16000) and capped["seconds"] == 2.0 and capped["duration"] > 6
+  assert worker.decode_file(str(tmp_path / "nope.wav"), contract, None)["reason"] == "missing"
