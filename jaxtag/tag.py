@@ -29,8 +29,9 @@ import threading
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from jaxtag import choices
 from jaxtag.tagging import inputs, prep, shards, worker
 
 
@@ -107,14 +108,6 @@ def _rounded(x: np.ndarray) -> list:
   return np.round(np.asarray(x, np.float64), 6).tolist()
 
 
-def _all_done(done: bool) -> bool:
-  import jax
-  if jax.process_count() == 1:
-    return done
-  from jax.experimental import multihost_utils
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(done))))
-
-
 def _entries(spec: str, done: inputs.DoneSet, pi: int, pc: int):
   """This process's entries not yet in a committed shard (an unusable input row is keyed by its place)."""
   for e in inputs.my_share(inputs.iter_entries(spec), pi, pc):
@@ -128,9 +121,12 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   """Tags every not-yet-done file of ``spec`` into ``out``; returns the summary (process 0: whole output)."""
   import jax
   from jax.experimental import multihost_utils
+  from jaxtag import distributed
   from jaxtag.tagging.engine import Engine
   if not os.path.exists(spec):
-    raise FileNotFoundError(f"--input={spec}: no such directory or file")
+    raise choices.ConfigError(f"--input={spec}: no such directory or file")
+  if not os.path.exists(os.path.join(workdir, "config.json")):
+    raise choices.ConfigError(f"--workdir={workdir} has no config.json: not a jaxtag run directory")
   engine = Engine(workdir, which, batch=batch, embeddings=embeddings)
   contract, tags, B = prep.contract_of(engine.config), engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
@@ -219,7 +215,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
             else:
               fail(path, "worker_crashed", f"decode worker died {tries} times on it")
         continue
-      if _all_done(buffered == 0 and not inflight and exhausted):
+      if distributed.all_processes(buffered == 0 and not inflight and exhausted):
         break
       x = np.zeros((B, contract.chunk), np.float32)
       owners = []
@@ -249,13 +245,10 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
     if pool:
       pool.shutdown(cancel_futures=True)
     shutil.rmtree(scratch, ignore_errors=True)
-  wall = time.monotonic() - started
-  counts = np.asarray([n_tagged, sum(n_failed.values()), n_seconds, wall], np.float64)
+  counts = distributed.sum_over_processes(np.asarray([n_tagged, sum(n_failed.values()), n_seconds], np.float32))
   if pc > 1:
-    gathered = multihost_utils.process_allgather(counts)
-    counts = np.concatenate([gathered[:, :3].sum(axis=0), gathered[:, 3:].max(axis=0)])
     multihost_utils.sync_global_devices("jaxtag.tag: all shards committed")
-  counts = [float(c) for c in counts]   # the gather comes back as float32 (jax without x64)
+  counts = [float(c) for c in counts] + [time.monotonic() - started]   # wall: after every process finished
   summary = {"this_run": {"tagged": int(counts[0]), "failed": int(counts[1]), "audio_hours": counts[2] / 3600,
                           "wall_seconds": counts[3], "files_per_s": (counts[0] + counts[1]) / max(counts[3], 1e-9),
                           "audio_hours_per_hour": counts[2] / max(counts[3], 1e-9), "processes": pc,
@@ -268,23 +261,16 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise choices.ConfigError(f"unexpected arguments: {argv[1:]}")
   F = flags.FLAGS
-  for name in ("workdir", "input", "out"):
-    if not getattr(F, name):
-      raise app.UsageError(f"--{name} is required: python -m jaxtag.tag --workdir=W --input=DIR --out=OUTDIR")
   from absl import logging
   from jaxtag import distributed
   logging.set_verbosity(logging.WARNING)
   distributed.initialize(F.coordinator_address, F.num_processes, F.process_id)
   which = int(F.checkpoint) if F.checkpoint.isdigit() else F.checkpoint
-  try:
-    s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=which,
-            max_seconds=F.max_seconds, batch=F.batch, workers=F.workers, shard_size=F.shard_size,
-            shard_seconds=F.shard_seconds, progress_seconds=F.progress_seconds)
-  except FileNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=which,
+          max_seconds=F.max_seconds, batch=F.batch, workers=F.workers, shard_size=F.shard_size,
+          shard_seconds=F.shard_seconds, progress_seconds=F.progress_seconds)
   if "tagged" in s:
     r = s["this_run"]
     print(f"done: {s['tagged']} files tagged, {s['failed']} failed {s['failed_by_reason']}, "
@@ -293,6 +279,6 @@ def main(argv):
           f"-> {os.path.join(F.out, 'summary.json')}")
 
 
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+if __name__ == "__main__":   # spawned decode workers re-import __main__
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("workdir", "input", "out"))

@@ -99,7 +99,7 @@ def load_audio_stream(path: str, sample_rate: int, max_seconds: float | None = N
   that twice); here it is 0.46 GB, and ``max_seconds`` stops reading after that much audio (truncation is not
   checked then: the tail is never read). ``file_seconds`` is the declared length (decoded, if unknown).
   Remote paths (``gs://``) are read whole by ``load_audio``."""
-  if "://" in path:
+  if paths.is_remote(path):
     wave = load_audio(path, sample_rate)
     seconds = len(wave) / sample_rate
     return (wave[:int(round(max_seconds * sample_rate))] if max_seconds else wave), seconds

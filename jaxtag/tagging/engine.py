@@ -2,7 +2,7 @@
 
 Each process passes its own ``(batch, samples)`` slice; ``jax.make_array_from_process_local_data`` builds
 the global batch over all processes' devices (``jax.device_put`` onto a mesh that spans other processes
-fails), the parameters are replicated the same way (``sharding.put_replicated``), and the outputs stay
+fails), the parameters are restored replicated onto the same mesh (``checkpoint.load_for_inference``), and the outputs stay
 sharded along ``data`` so each process reads back only its own rows (no all-gather of results).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxtag import checkpoint, scoring, sharding
+from jaxtag import checkpoint, scoring, sharding, train_state
 from jaxtag import step as step_lib
 
 
@@ -19,13 +19,13 @@ class Engine:
   """``engine(chunks) -> (probs, embeddings or None)`` for exactly ``engine.batch`` local chunks."""
 
   def __init__(self, workdir: str, which="best", *, batch: int = 32, embeddings: bool = False):
-    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
     self.mesh = sharding.make_mesh()
+    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which, mesh=self.mesh)
     n_local = jax.local_device_count()
     self.batch = max(n_local, -(-batch // n_local) * n_local)   # a multiple of the local devices
     self.embeddings = embeddings
     graphdef, params, rest = step_lib.split_model(model)
-    self._params, self._rest = sharding.put_replicated((params, rest), self.mesh)
+    self._params, self._rest = train_state.on_mesh((params, rest), self.mesh)   # restored there already
     self._data = sharding.data_sharded(self.mesh)
     repl = sharding.replicated(self.mesh)
 

@@ -15,6 +15,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from jaxtag import paths
+
 
 class Entry(NamedTuple):
   path: str | None
@@ -54,7 +56,7 @@ def iter_entries(spec: str) -> Iterator[Entry]:
           continue
       else:
         path = line
-      yield Entry(path if "://" in path or os.path.isabs(path) else os.path.join(base, path), None, where)
+      yield Entry(paths.join(base, path), None, where)
 
 
 def _walk(root: str) -> Iterator[Entry]:
