@@ -23,8 +23,8 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
-import sys
 import shutil
+import sys
 import threading
 import time
 
@@ -70,7 +70,7 @@ class _Now:
 
 class _File:
   """A decoded file whose chunks are on their way through the model."""
-  __slots__ = ("path", "duration", "seconds", "probs", "embs", "left")
+  __slots__ = ("duration", "embs", "left", "path", "probs", "seconds")
 
   def __init__(self, path, duration, seconds, n, want_emb):
     self.path, self.duration, self.seconds, self.left = path, duration, seconds, n

@@ -118,7 +118,8 @@ def finalize(out: str) -> dict:
   for s in shards:
     with open(_index(out, "errors", s, "jsonl"), "rb") as f:
       errors.append(f.read())
-    meta = json.loads(open(_index(out, "meta", s, "json")).read())
+    with open(_index(out, "meta", s, "json")) as f:
+      meta = json.load(f)
     tagged += meta["tagged"]
     seconds += meta["tagged_seconds"]
     failed.update(meta["failed"])
