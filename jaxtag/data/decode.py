@@ -211,3 +211,85 @@ def read_window(path: str, sample_rate: int, start: int, length: int) -> np.ndar
       raise DecodeError("truncated", path, f"{len(chunk)} of {length} samples at {start}")
     chunk = np.pad(chunk, (0, length - len(chunk)))   # resampler rounding at the very end of the file
   return np.ascontiguousarray(chunk, dtype=np.float32)
+
+
+def _short(path: str) -> bool:
+  """A file whose header declares at most ``LONG_FILE_SECONDS`` (unreadable ones are left to the decoders)."""
+  try:
+    info = sf.info(path)
+  except Exception:   # noqa: BLE001  the decoder that follows classifies the failure
+    return False
+  return 0 < info.frames <= LONG_FILE_SECONDS * info.samplerate
+
+
+def load_audio_stream(path: str, sample_rate: int, max_seconds: float | None = None) -> tuple[np.ndarray, float]:
+  """``(wave, file_seconds)``: what ``load_audio`` returns (bit-identical: same checks, same soxr HQ
+  resampler run as a stream), but read block by block, so memory stays at the 16-kHz mono output plus one
+  block whatever the source. A 2-hour 44.1-kHz stereo file is 2.5 GB as float32 stereo (``load_audio`` holds
+  that twice); here it is 0.46 GB, and ``max_seconds`` stops reading after that much audio (truncation is not
+  checked then: the tail is never read). ``file_seconds`` is the declared length (decoded, if unknown).
+  Remote paths (``gs://``) and files of up to ``LONG_FILE_SECONDS`` are read by ``load_audio`` (one call:
+  the exact MP3 decode; small files cost little memory anyway)."""
+  if paths.is_remote(path) or (os.path.exists(path) and _short(path)):
+    wave = load_audio(path, sample_rate)
+    seconds = len(wave) / sample_rate
+    return (wave[:int(round(max_seconds * sample_rate))] if max_seconds else wave), seconds
+  if not os.path.exists(path):
+    raise DecodeError("missing", path)
+  if os.path.getsize(path) == 0:
+    raise DecodeError("empty", path, "0 bytes")
+  try:
+    f = sf.SoundFile(path)
+  except sf.LibsndfileError as e:
+    reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
+    raise DecodeError(reason, path, str(e)) from None
+  with f:
+    rate, declared = f.samplerate, f.frames
+    if not MIN_RATE <= rate <= MAX_RATE:
+      raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
+    limit = int(np.ceil(max_seconds * rate)) if max_seconds else None
+    stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+    expected = min(declared, limit or declared) if 0 < declared < 2**62 else 0
+    out, frames, peak = _Output(int(expected * sample_rate / rate * 1.01) + (1 << 14)), 0, 0.0
+    try:
+      while (limit is None or frames < limit) and (block := f.read(1 << 13, dtype="float32", always_2d=True)).shape[0]:
+        if limit is not None:
+          block = block[:limit - frames]
+        frames += block.shape[0]
+        mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        if not np.isfinite(mono).all():
+          raise DecodeError("non_finite", path)
+        peak = max(peak, float(np.abs(mono).max()))
+        out.append(stream.resample_chunk(mono, last=False) if stream else np.array(mono))
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+      raise DecodeError("truncated" if frames else "corrupt", path, str(e)) from None
+  if frames == 0:
+    raise DecodeError("empty", path, "no frames")
+  if limit is None and 0 < declared < 2**62 and frames + max(TRUNCATION_SLACK, TRUNCATION_FRACTION * declared) < declared:
+    raise DecodeError("truncated", path, f"{frames} of {declared} frames")
+  if peak < SILENCE_PEAK:
+    raise DecodeError("silent", path, f"peak < {SILENCE_PEAK}")
+  if stream:
+    out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+  seconds = declared / rate if 0 < declared < 2**62 else frames / rate
+  return out.array(), seconds
+
+
+class _Output:
+  """Resampled samples written into one buffer sized from the header (no final concatenate doubling the
+  peak); what does not fit (an mp3 header's estimate can be short) goes to a list joined at the end."""
+
+  def __init__(self, capacity: int):
+    self.buf, self.n, self.extra = np.empty(capacity, np.float32), 0, []
+
+  def append(self, x: np.ndarray) -> None:
+    fit = min(len(x), len(self.buf) - self.n) if not self.extra else 0
+    self.buf[self.n:self.n + fit] = x[:fit]
+    self.n += fit
+    if fit < len(x):
+      self.extra.append(np.array(x[fit:], np.float32))
+
+  def array(self) -> np.ndarray:
+    if self.extra:
+      return np.concatenate([self.buf[:self.n], *self.extra])
+    return self.buf[:self.n]   # a view: the unused tail (about 1 %) is freed with the array
