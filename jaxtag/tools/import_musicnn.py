@@ -116,10 +116,14 @@ def import_musicnn(weights: str, out: str, name: str | None = None):
   return config, model
 
 
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("weights", None, "musicnn *_weights.npz, or a musicnn TF checkpoint directory.")
+  flags.DEFINE_string("out", None, "Run directory to write.")
+  flags.DEFINE_enum("model", None, MUSICNN_MODELS, "Which musicnn model (default: from the weights' name).")
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights", None, "musicnn *_weights.npz, or a musicnn TF checkpoint directory.")
-flags.DEFINE_string("out", None, "Run directory to write.")
-flags.DEFINE_enum("model", None, MUSICNN_MODELS, "Which musicnn model (default: from the weights' name).")
 
 
 def main(argv):
@@ -130,5 +134,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["weights", "out"])
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("weights", "out"))
