@@ -110,6 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.log_every = 100
   t.metrics_every = 10             # host fetch of metrics every k steps (no per-step sync)
   t.best_metric = "loss"           # choices.BEST_METRICS: what the best/ checkpoint is chosen by (authors: loss)
+  t.profile_steps = ""             # 'A:B': jax.profiler trace of steps A+1..B into WORKDIR/profile (profiling.py)
 
   # ---- evaluation -------------------------------------------------------------------------------
   e = c.eval = ml_collections.ConfigDict()

@@ -15,7 +15,10 @@ def test_step_matches_reference(name):
   assert set(keys) == set(got), set(keys) ^ set(got)
   for k in keys:
     want = ref[f"{name}|{k}"]
-    # float32 reassociation (other conv algorithms, thread splits) moves values by ~1e-6 relative to the
-    # leaf's scale; a changed formula moves them by far more
+    # The reference is op by op (see step_reference.compute); the jitted program fuses and reorders float32
+    # sums, which moves loss, logits and BN statistics by < 1e-5 and gradients, amplified through 7 BN
+    # layers, by up to ~3e-3 of a leaf's scale. A changed formula moves them by far more (the old jitted
+    # max-pool gradient was off by 4.7e-2).
     scale = float(np.max(np.abs(want))) if want.size else 0.0
-    np.testing.assert_allclose(got[k], want, rtol=2e-4, atol=1e-4 * scale + 1e-7, err_msg=k)
+    tol = 5e-3 if "grad/" in k else 1e-4
+    np.testing.assert_allclose(got[k], want, rtol=2e-4, atol=tol * scale + 1e-7, err_msg=k)
