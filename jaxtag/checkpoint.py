@@ -74,7 +74,7 @@ class Checkpoints:
 
     The iterator state is one file per process, ``process_<i>-of-<n>.json``. A checkpoint written by a
     different number of processes has none for this layout (each process now reads a different shard), so
-    the train state and schedule resume exactly and the data stream starts over (see BUILD_NOTES)."""
+    the train state and schedule resume exactly and the data stream starts over (docs/design.md)."""
     step = self.latest.latest_step()
     items = {"state": ocp.args.StandardRestore(abstract(state_like)), "host": ocp.args.JsonRestore()}
     index, count = jax.process_index(), jax.process_count()

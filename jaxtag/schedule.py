@@ -9,9 +9,6 @@ import math
 
 from absl import logging
 
-BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
-
-
 def itstime(step: int, every: int, total: int, *, force: bool = False) -> bool:
   """Whether a periodic action is due after ``step``: every ``every`` steps (0 = never), at the last step,
   or when ``force`` (a stop was requested). The loop's one periodic test (big_vision's ``itstime``)."""
@@ -40,7 +37,8 @@ def plateau_update(host: dict, val_loss: float, patience: int, factor: float) ->
 
 
 def is_better(value: float, best, metric: str) -> bool:
-  """``value`` beats ``best`` (None: nothing yet) for ``metric``: lower loss, higher AUC."""
+  """``value`` beats ``best`` (None: nothing yet) for ``metric`` (one of ``choices.BEST_METRICS``): lower loss,
+  higher AUC."""
   if best is None:
     return True
   return value < best if metric == "loss" else value > best

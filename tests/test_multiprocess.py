@@ -179,7 +179,7 @@ def test_killed_two_process_run_resumes_exactly(two_process_run, tmp_path, corpu
 
 
 def test_one_process_resumes_a_two_process_checkpoint(two_process_run, tmp_path, corpus_cache):
-  """A different process count: state and schedule exact, the data stream restarts (BUILD_NOTES)."""
+  """A different process count: state and schedule exact, the data stream restarts (docs/design.md)."""
   import shutil
   workdir = tmp_path / "run"
   shutil.copytree(two_process_run / "run", workdir)

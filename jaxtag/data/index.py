@@ -23,13 +23,13 @@ def validate(data_cfg) -> None:
   need = {"mtt": ("annotations",), "manifest": ("manifest",)}.get(data_cfg.dataset, ())
   for key in need:
     if not getattr(data_cfg, key):
-      raise ValueError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
+      raise choices.ConfigError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
   if data_cfg.dataset == "msd" and not any(data_cfg.labels.values()):
-    raise ValueError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
+    raise choices.ConfigError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
   if data_cfg.dataset == "mtt" and data_cfg.mtt_split == "clean" and not data_cfg.split_lists:
-    raise ValueError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
+    raise choices.ConfigError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
   if data_cfg.chunk_seconds <= 0 or data_cfg.chunks_per_song < 1:
-    raise ValueError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
+    raise choices.ConfigError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
 
 
 def read_tags_file(path: str) -> list[str]:
@@ -53,7 +53,7 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
   if train_size <= 0 or train_size == len(train):
     return index
   if train_size > len(train):
-    raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
+    raise choices.ConfigError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
   keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index
