@@ -25,6 +25,8 @@ import time
 import jax
 from absl import logging
 
+from jaxtag.choices import ConfigError
+
 INPUT_BOUND = 0.3   # share of the window's wall time spent waiting for data above which the input is the bottleneck
 PHASES = ("data_wait", "step", "host_sync")
 
@@ -73,15 +75,16 @@ def progress_suffix(scalars: dict) -> str:
 
 
 def parse_steps(spec: str) -> tuple[int, int] | None:
-  """``'A:B'`` -> ``(A, B)`` with ``0 <= A < B``; ``''`` -> None. A bad value is one clear error."""
+  """``'A:B'`` -> ``(A, B)`` with ``0 <= A < B``; ``''`` -> None. A bad value is a ``ConfigError`` (one line
+  through ``cli.run``)."""
   if not spec:
     return None
   try:
     a, b = (int(s) for s in str(spec).split(":"))
   except ValueError:
-    raise ValueError(f"train.profile_steps must be 'A:B' (two step numbers), got {spec!r}") from None
+    raise ConfigError(f"train.profile_steps must be 'A:B' (two step numbers), got {spec!r}") from None
   if not 0 <= a < b:
-    raise ValueError(f"train.profile_steps {spec!r}: need 0 <= A < B")
+    raise ConfigError(f"train.profile_steps {spec!r}: need 0 <= A < B")
   return a, b
 
 
