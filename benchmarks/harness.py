@@ -11,7 +11,7 @@ import os
 import statistics
 import time
 
-from configs import mtt, smoke
+from configs import msd, mtt, private_100k, smoke
 from jaxtag.data import tuning
 
 # name -> config getter; the MTT models are the paper's best (spectrogram k=8, waveform x4), fed by the
@@ -20,7 +20,20 @@ MODELS = {
     "smoke": lambda: smoke.get_config(),
     "mtt_spectrogram": lambda: _on_generated(mtt.get_config("spectrogram")),
     "mtt_waveform": lambda: _on_generated(mtt.get_config("waveform")),
+    "msd_spectrogram": lambda: _on_generated(msd.get_config("spectrogram")),
+    # the six models of the PyTorch peer (../shared/peer), by the peer's names
+    "spec-k8-f64-u200": lambda: _on_generated(mtt.get_config("spectrogram,small")),
+    "spec-k8-f512-u500": lambda: _on_generated(mtt.get_config("spectrogram")),
+    "spec-k16-f512-u500": lambda: _on_generated(msd.get_config("spectrogram")),
+    "wave-x1-f512-u500": lambda: _on_generated(msd.get_config("waveform")),
+    "wave-x2-f64-u200": lambda: _on_generated(mtt.get_config("waveform,small")),
+    "wave-x4-f512-u500": lambda: _on_generated(mtt.get_config("waveform")),
+    # private-style: 15-s chunks, 9-layer waveform x1 / spectrogram k16, MSE on graded targets
+    "private_waveform": lambda: _on_generated(private_100k.get_config("waveform")),
+    "private_spectrogram": lambda: _on_generated(private_100k.get_config("spectrogram")),
 }
+PEER_MODELS = ("spec-k8-f64-u200", "spec-k8-f512-u500", "spec-k16-f512-u500", "wave-x1-f512-u500",
+               "wave-x2-f64-u200", "wave-x4-f512-u500")
 # Peak dense FLOP/s by (device kind substring, dtype), for utilisation; CPUs have no published figure here.
 PEAK_FLOPS = {("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
               ("H200", "bfloat16"): 989e12, ("H200", "float32"): 67e12}

@@ -23,6 +23,9 @@ from jaxtag import step as step_lib
 flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")
 flags.DEFINE_integer("batch", 0, "Global batch (0 = the config's).")
+flags.DEFINE_list("batch_sweep", [], "Global batches to try in increasing order (stops when chunks/s gains < 5% "
+                  "or a batch fails, e.g. out of memory); the best row is marked best=True. Overrides --batch.")
+flags.DEFINE_float("deadline_s", 0, "Stop starting new benchmarks after this many seconds (0 = no limit).")
 flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
 flags.DEFINE_integer("repeats", 3, "Repeats (median reported).")
 flags.DEFINE_integer("n_tags", 50, "Output tags.")
@@ -30,8 +33,8 @@ flags.DEFINE_string("json_out", "benchmarks/results/train_step.jsonl", "Append r
 FLAGS = flags.FLAGS
 
 
-def bench(name: str, dtype: str) -> dict:
-  c = harness.model_config(name, dtype=dtype, batch=FLAGS.batch)
+def bench(name: str, dtype: str, batch: int = 0) -> dict:
+  c = harness.model_config(name, dtype=dtype, batch=batch or FLAGS.batch)
   mesh = sharding.make_mesh()
   batch_size, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
   tx = step_lib.optimizer()
@@ -68,16 +71,44 @@ def bench(name: str, dtype: str) -> dict:
           "utilisation": round(flops / step_s / peak, 3) if peak else None}
 
 
+def sweep(name: str, dtype: str, batches: list[int], t_end: float) -> list[dict]:
+  """Rows of ``bench`` at increasing batches until the rate stops growing (>= 5 %), a batch fails, or the
+  deadline; the fastest row gets ``best=True`` (a failed batch is a row with its error, not a crash)."""
+  rows = []
+  for b in batches:
+    if time.perf_counter() > t_end:
+      rows.append({"model": name, "dtype": dtype, "batch": b, "error": "skipped: deadline"})
+      break
+    try:
+      rows.append(bench(name, dtype, b))
+    except Exception as e:   # noqa: BLE001 - e.g. RESOURCE_EXHAUSTED at a large batch ends the sweep
+      rows.append({"model": name, "dtype": dtype, "batch": b, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+      break
+    print(rows[-1], flush=True)
+    done = [r for r in rows if "chunks_per_s" in r]
+    if len(done) >= 2 and done[-1]["chunks_per_s"] < 1.05 * done[-2]["chunks_per_s"]:
+      break
+  done = [r for r in rows if "chunks_per_s" in r]
+  if done:
+    max(done, key=lambda r: r["chunks_per_s"])["best"] = True
+  return rows
+
+
 def main(argv):
   del argv
   rows = []
+  t_end = time.perf_counter() + (FLAGS.deadline_s or float("inf"))
+  batches = sorted(int(b) for b in FLAGS.batch_sweep)
   for name in FLAGS.models:
     for dtype in FLAGS.dtypes:
-      rows.append(bench(name, dtype))
-      print(rows[-1], flush=True)
+      if batches:
+        rows += sweep(name, dtype, batches, t_end)
+      elif time.perf_counter() < t_end:
+        rows.append(bench(name, dtype))
+        print(rows[-1], flush=True)
   harness.report("train_step", rows, ["model", "dtype", "params", "batch", "chunk_s", "compile_s", "step_ms",
-                                      "chunks_per_s", "gflop_per_chunk", "tflop_per_s", "utilisation"],
-                 FLAGS.json_out, {"steps": FLAGS.steps, "repeats": FLAGS.repeats})
+                                      "chunks_per_s", "gflop_per_chunk", "tflop_per_s", "utilisation", "best", "error"],
+                 FLAGS.json_out, {"steps": FLAGS.steps, "repeats": FLAGS.repeats, "batch_sweep": batches})
 
 
 if __name__ == "__main__":

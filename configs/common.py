@@ -114,6 +114,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.trainable = "all"              # choices.TRAINABLE: all | top (dense block + head) | head (linear probe)
   t.backbone_lr_scale = 1.0        # learning-rate factor of every trainable layer below the head
   t.early_stopping_patience = 0    # stop after this many validations without a better best_metric (0 = never)
+  t.profile_steps = ""             # 'A:B': jax.profiler trace of steps A+1..B into WORKDIR/profile (profiling.py)
 
   # ---- initialisation from another run (jaxtag/transfer.py) ---------------------------------------
   i = c.init = ml_collections.ConfigDict()

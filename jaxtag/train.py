@@ -28,8 +28,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import checkpoint, choices, distributed, early_stopping, feed, inference, metrics, schedule, scoring
-from jaxtag import sharding, train_state, trainable, transfer
+from jaxtag import checkpoint, choices, distributed, early_stopping, feed, inference, metrics, profiling, schedule
+from jaxtag import scoring, sharding, train_state, trainable, transfer
 from jaxtag import step as step_lib
 
 
@@ -84,7 +84,7 @@ class Run:
 
 def train_and_evaluate(config, workdir: str, hooks=()) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final summary."""
-  run = setup(config, str(workdir), list(hooks))
+  run = setup(config, str(workdir), profiling.hooks_from_config(config, str(workdir)) + list(hooks))
   step = run.start
   try:
     step = loop(run)
@@ -156,12 +156,15 @@ def loop(run: Run) -> int:
   progress = metrics.Progress(tc.steps, tc.global_batch_size, run.start)
   step = run.start
   while step < tc.steps:
-    batch = next(run.train_iter)   # already on the devices (feed.device_feed)
+    with window.timer.phase("data_wait"):
+      batch = next(run.train_iter)   # already on the devices (feed.device_feed)
     for hook in run.hooks:
       batch = hook.on_batch(run, step, batch)
     window.bad += batch["bad"].sum(axis=0)
-    run.state, m = run.train_step(run.state, {"audio": batch["audio"], "targets": batch["targets"]},
-                                  np.float32(run.host["lr"]))
+    with window.timer.phase("step"):
+      run.state, m = run.train_step(run.state, {"audio": batch["audio"], "targets": batch["targets"]},
+                                    np.float32(run.host["lr"]))
+    window.timer.count_step()
     window.pending.append(m)
     step += 1
     for hook in run.hooks:
@@ -171,7 +174,8 @@ def loop(run: Run) -> int:
            for name, every in (("metrics", tc.metrics_every), ("log", tc.log_every),
                                ("validate", tc.eval_every), ("checkpoint", tc.checkpoint_every))}
     if any(due.values()):
-      fetch(run, window, step)
+      with window.timer.phase("host_sync"):
+        fetch(run, window, step)
     if due["log"]:
       log(run, window, progress, step)
     if due["validate"] and run.val_songs:
@@ -197,6 +201,7 @@ class _Window:
   def __init__(self, n_reasons: int):
     self.pending, self.values = [], []
     self.bad = np.zeros(n_reasons, np.int64)
+    self.timer = profiling.StepTimer()   # data wait / step / host sync of the window (profiling.py)
 
 
 def fetch(run: Run, window: _Window, step: int) -> None:
@@ -224,9 +229,10 @@ def log(run: Run, window: _Window, progress: metrics.Progress, step: int) -> Non
   rates = progress.rates(step)
   scalars = {k: float(np.mean([w[k] for w in window.values])) for k in window.values[0]} if window.values else {}
   scalars.update(rates, lr=run.host["lr"], **{f"bad/{k}": v for k, v in run.host["bad"].items()})
+  scalars.update(window.timer.window())
   run.writer.write_scalars(step, scalars)
   if run.is_main:
-    logging.info(progress.line(step, scalars.get("loss", float("nan")), rates))
+    logging.info(progress.line(step, scalars.get("loss", float("nan")), rates) + profiling.progress_suffix(scalars))
   window.values = []
 
 

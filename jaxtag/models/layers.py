@@ -7,6 +7,7 @@ baselines. Parameters are always float32; ``dtype`` only sets the compute precis
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -87,23 +88,63 @@ def pad_time(x: jax.Array, before: int, after: int) -> jax.Array:
 
 
 def max_pool_time(x: jax.Array, size: int, stride: int | None = None) -> jax.Array:
-  """VALID max-pooling over axis 1 of ``(batch, time, ...)``; trailing remainder frames are dropped."""
-  window = (size,) + (1,) * (x.ndim - 3)          # flax pools the axes between batch and features
-  strides = (stride or size,) + (1,) * (x.ndim - 3)
-  return nnx.max_pool(x, window, strides=strides, padding="VALID")
+  """VALID max-pooling over axis 1 of ``(batch, time, ...)``; trailing remainder frames are dropped.
+
+  Non-overlapping windows (the only kind the models use) are a reshape plus a max over the new axis, whose
+  gradient goes to one arg-max element: the same values and parameter gradients as ``reduce_window`` max,
+  without its cost on XLA:CPU (a variadic reduce-window over four materialised index arrays forward and a
+  scatter backward, ~40 % of a waveform training step). Overlapping windows keep ``reduce_window``.
+  """
+  stride = stride or size
+  if stride != size:
+    window = (size,) + (1,) * (x.ndim - 3)          # flax pools the axes between batch and features
+    return nnx.max_pool(x, window, strides=(stride,) + (1,) * (x.ndim - 3), padding="VALID")
+  n = x.shape[1] // size
+  x = x[:, :n * size].reshape((x.shape[0], n, size) + x.shape[2:])
+  return max_argmax_grad(x, 2)
 
 
 def max_over(x: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
-  """Max over whole axes as a max-pool (``reduce_window``), the authors' ``max_pooling2d`` over all bins.
+  """Max over whole axes whose gradient goes to one arg-max element (the first), as the authors'
+  ``max_pooling2d`` over all bins.
 
   Not ``jnp.max``: its gradient splits between ties by dividing by their count, and when XLA recomputes
   the operand with different rounding in the backward pass no element equals the max, giving 0/0 = NaN
-  (seen on CPU for musicnn's timbral branches). The max-pool gradient goes to one arg-max element.
+  (seen on CPU for musicnn's timbral branches). Here the backward pass uses the arg-max index saved by the
+  forward pass, so it never compares recomputed values.
   """
-  axes = (axis,) if isinstance(axis, int) else axis
-  window = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
-  pooled = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, (1,) * x.ndim, "VALID")
-  return pooled.squeeze(axes)
+  axes = (axis,) if isinstance(axis, int) else tuple(axis)
+  axes = tuple(a % x.ndim for a in axes)
+  if len(axes) > 1:   # move the axes together at the end and flatten them into one
+    keep = [a for a in range(x.ndim) if a not in axes]
+    x = jnp.transpose(x, keep + list(axes)).reshape([x.shape[a] for a in keep] + [-1])
+    return max_argmax_grad(x, x.ndim - 1)
+  return max_argmax_grad(x, axes[0])
+
+
+def max_argmax_grad(x: jax.Array, axis: int) -> jax.Array:
+  """``x.max(axis)`` whose gradient is routed to the first arg-max element only (like max-pooling)."""
+  return _max_argmax(x, axis % x.ndim, x.shape[axis])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_argmax(x: jax.Array, axis: int, size: int) -> jax.Array:
+  return jnp.max(x, axis=axis)
+
+
+def _max_fwd(x, axis, size):
+  idx = jnp.argmax(x, axis=axis).astype(jnp.int8 if size <= 127 else jnp.int32)   # the residual is small
+  return jnp.max(x, axis=axis), idx
+
+
+def _max_bwd(axis, size, idx, g):
+  shape = list(g.shape)
+  shape.insert(axis, size)
+  hit = jax.lax.broadcasted_iota(idx.dtype, shape, axis) == jnp.expand_dims(idx, axis)
+  return (jnp.where(hit, jnp.expand_dims(g, axis), jnp.zeros((), g.dtype)),)
+
+
+_max_argmax.defvjp(_max_fwd, _max_bwd)
 
 
 def split_windows(x: jax.Array, size: int) -> tuple[jax.Array, int]:
