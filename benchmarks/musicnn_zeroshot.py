@@ -76,7 +76,7 @@ def main():
   p.add_argument("--weights", default=WEIGHTS)
   p.add_argument("--run_dir", default="/tmp/jaxtag_MTT_musicnn")
   p.add_argument("--corpora", default="rendered,generated")
-  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--batch", type=int, default=3, help="chunks per call: a 10-s clip has 3 (padding is wasted work)")
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "musicnn_zeroshot.jsonl"))
   a = p.parse_args()
   from jaxtag import predict

@@ -31,6 +31,7 @@ COMPOSER_PRIOR = {"bach": 0.3, "palestrina": 0.2, "mozart": 0.2, "haydn": 0.15, 
 SCORE_BPM = {"palestrina": (50, 80), "bach": (55, 90), "mozart": (70, 140), "haydn": (70, 140),
              "beethoven": (60, 140)}
 PARALLEL_MIN_CLIPS = 40
+LAST_STATS: dict = {}       # the last generate() call's timing: wall seconds, CPU seconds per clip, workers
 
 
 @functools.lru_cache(maxsize=4)
@@ -107,13 +108,15 @@ def render_clip(index: int, n: int, seed: int, seconds: float, soundfonts: tuple
   return audio, row
 
 
-def _write_clip(args) -> dict:
+def _write_clip(args) -> tuple[dict, float]:
+  """Renders and writes one clip; returns its row and the CPU seconds it took (the load-independent cost)."""
   index, n, seed, seconds, fmt, out, soundfonts, cache_dir = args
+  cpu = time.process_time()
   audio, row = render_clip(index, n, seed, seconds, soundfonts, cache_dir)
   rel = os.path.join("audio", f"{index // 1000:03d}", f"{row['id']}.{fmt}")
   os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
   sf.write(os.path.join(out, rel), audio, mix.SR, format=FORMATS[fmt][0], subtype=FORMATS[fmt][1])
-  return {**row, "path": rel}
+  return {**row, "path": rel}, time.process_time() - cpu
 
 
 def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: str = "flac",
@@ -133,7 +136,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   jobs = [(i, n, seed, clip_seconds, fmt, out, soundfonts, cache_dir) for i in range(n)]
   if workers is None:
     workers = (os.cpu_count() or 1) if n >= PARALLEL_MIN_CLIPS else 1
-  t0, rows = time.time(), []
+  t0, rows, cpu = time.time(), [], 0.0
   pool = None
   if workers > 1:
     pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -141,11 +144,13 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   else:
     it = map(_write_clip, jobs)
   try:
-    for k, row in enumerate(it, 1):
+    for k, (row, c) in enumerate(it, 1):
       rows.append(row)
-      if k % 200 == 0 or k == n:
+      cpu += c
+      if k % 100 == 0 or k == n:
         rate = k / (time.time() - t0)
-        print(f"render: {k}/{n} clips, {rate:.2f} clips/s, ETA {(n - k) / rate:.0f} s", file=sys.stderr, flush=True)
+        print(f"render: {k}/{n} clips, {rate:.2f} clips/s, {cpu / k:.3f} CPU s/clip, ETA {(n - k) / rate:.0f} s",
+              file=sys.stderr, flush=True)
   finally:
     if pool:
       pool.shutdown()
@@ -156,6 +161,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
       f.write(json.dumps({**row, "split": split}) + "\n")
   with open(os.path.join(out, "tags.txt"), "w") as f:
     f.write("\n".join(label.TAGS) + "\n")
+  LAST_STATS.update(clips=n, wall_s=time.time() - t0, cpu_s_per_clip=cpu / max(n, 1), workers=workers)
   return path
 
 
@@ -189,8 +195,10 @@ def main(argv):
   path = generate(FLAGS.out, FLAGS.n, FLAGS.seed, FLAGS.clip_seconds, FLAGS.format, FLAGS.workers,
                   tuple(FLAGS.soundfont or ()), FLAGS.cache_dir)
   dt = time.time() - t0
-  print(json.dumps({"manifest": path, "clips": FLAGS.n, "seconds": round(dt, 2),
-                    "clips_per_s": round(FLAGS.n / dt, 2), "workers": FLAGS.workers or os.cpu_count()}))
+  print(json.dumps({"manifest": path, "clips": FLAGS.n, "clip_seconds": FLAGS.clip_seconds,
+                    "seconds": round(dt, 2), "clips_per_s": round(FLAGS.n / dt, 2),
+                    "cpu_s_per_clip": round(LAST_STATS["cpu_s_per_clip"], 4), "workers": LAST_STATS["workers"],
+                    "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}))
 
 
 if __name__ == "__main__":
