@@ -170,8 +170,8 @@ def compose(artist: dict, rng: np.random.Generator, seconds: float) -> tuple[lis
     fam = artist["families"][role]
     attr, _, (lo, hi) = FAMILIES[fam]
     prog_no = artist["programs"][role]
-    if role.startswith("melody"):
-      notes = melody(rng, seconds, beat, scale, root, lo, hi)
+    if role.startswith("melody"):   # ambient melodies move in long, sparse notes
+      notes = melody(rng, seconds, beat, scale, root, lo, hi, 2.5 if style == "ambient" else 1.0)
     elif role == "chords":
       notes = chords(rng, seconds, beat, scale, root, prog, lo, hi, power and fam == "dguitar")
     else:

@@ -23,9 +23,9 @@ import soundfile as sf
 
 from jaxtag.data.generate import FORMATS
 from jaxtag.data.manifest import artist_split
-from jaxtag.data.render import compose, label, mix, render, scores
+from jaxtag.data.render import compose, label, mix, render, scores, voice
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 SCORE_PRIOR = 0.22          # share of artists playing music21 pieces (the "classical" style)
 COMPOSER_PRIOR = {"bach": 0.3, "palestrina": 0.2, "mozart": 0.2, "haydn": 0.15, "beethoven": 0.15}
 SCORE_BPM = {"palestrina": (50, 80), "bach": (55, 90), "mozart": (70, 140), "haydn": (70, 140),
@@ -57,6 +57,8 @@ def make_artists(n_clips: int, seed: int, n_soundfonts: int) -> tuple[dict, ...]
            "bpm": float(rng.uniform(*SCORE_BPM[c]))}
     a["soundfont"] = int(rng.integers(n_soundfonts))
     a["bus"] = mix.new_bus(rng)
+    if a["style"] == "ambient":   # a large, wet room
+      a["bus"].update(room=float(rng.uniform(0.8, 0.98)), wet=float(rng.uniform(0.35, 0.6)))
     artists.append(a)
   return tuple(artists)
 
@@ -98,7 +100,13 @@ def render_clip(index: int, n: int, seed: int, seconds: float, soundfonts: tuple
     raise RuntimeError(f"clip {index}: no notes to render")
   parts, gains = [parts[k] for k in keep], gains[keep]
   sf2 = soundfonts[art["soundfont"]]
-  audio, rms_db = mix.master(render.render_parts(parts, gains, seconds, sf2), art["bus"], rng)
+  sung = [k for k, p in enumerate(parts) if p.voice]
+  gm = [k for k in range(len(parts)) if k not in sung]
+  bed = (render.render_parts([parts[k] for k in gm], gains[gm], seconds, sf2) if gm
+         else np.zeros(int(round(seconds * render.RENDER_SR)), np.float32))
+  if sung:   # General MIDI has no singer: the lead vocal is the numpy generator's formant voice (vibrato)
+    bed = voice.add_voice(bed, parts[sung[0]], gains[sung[0]], gains[gm].max() if gm else gains[sung[0]], rng)
+  audio, rms_db = mix.master(bed, art["bus"], rng)
   level = label.levels(art["style"], parts, gains, facts["bpm"], facts["mode"], rms_db, art.get("composer", ""))
   tags, targets, clean = label.tags_and_targets(level, rng)
   row = {"id": f"ren{index:06d}", "artist": f"artist{a_id:04d}", "tags": tags, "targets": targets,
