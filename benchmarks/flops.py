@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from jaxtag import checkpoint
+from jaxtag import sharding, train_state
 from jaxtag import step as step_lib
 
 # name -> (config module, config arg): the paper's models as jaxtag registers them.
@@ -44,10 +44,10 @@ def measure(name: str, batch: int) -> dict:
   import importlib
   module, arg = MODELS[name]
   config = importlib.import_module(module).get_config(arg)
-  model = checkpoint.new_model(config, N_TAGS)
-  graphdef, params, rest = step_lib.split_model(model)
   tx = step_lib.optimizer()
-  state = step_lib.init_state(params, rest, tx)
+  graphdef = train_state.graphdef(config, N_TAGS)
+  state = train_state.abstract(config, N_TAGS, sharding.make_mesh(), tx=tx)   # shapes only: nothing allocated
+  params, rest = state["params"], state["rest"]
   n = int(round(config.data.chunk_seconds * config.data.sample_rate))
   audio = jax.ShapeDtypeStruct((batch, n), np.float32)
   targets = jax.ShapeDtypeStruct((batch, N_TAGS), np.float32)

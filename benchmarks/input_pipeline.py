@@ -21,7 +21,7 @@ from absl import app, flags
 
 from benchmarks import harness
 from configs import common
-from jaxtag.data import index, pack, pipeline, tuning
+from jaxtag.data import index, pack, pipeline, readers, tuning
 
 flags.DEFINE_integer("n", 240, "Generated clips.")
 flags.DEFINE_float("clip_seconds", 8.0, "Generated clip length (s).")
@@ -49,7 +49,7 @@ def _rate(d, songs) -> dict:
 
 
 def _read_us(d, songs, n: int = 64) -> float:
-  reader = pipeline.song_reader(d, songs)
+  reader = readers.song_reader(d, songs)
   rng = np.random.default_rng(0)
   for i in range(0, len(songs), 16):   # warm-up: open every shard (and the page cache) before timing
     reader.read_chunk(i, rng)

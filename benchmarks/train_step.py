@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import harness
-from jaxtag import checkpoint, sharding
+from jaxtag import sharding, train_state
 from jaxtag import step as step_lib
 
 flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")
@@ -34,9 +34,8 @@ def bench(name: str, dtype: str) -> dict:
   c = harness.model_config(name, dtype=dtype, batch=FLAGS.batch)
   mesh = sharding.make_mesh()
   batch_size, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
-  graphdef, params, rest = step_lib.split_model(checkpoint.new_model(c, FLAGS.n_tags))
   tx = step_lib.optimizer()
-  state = jax.device_put(step_lib.init_state(params, rest, tx), sharding.replicated(mesh))
+  graphdef, state = train_state.create(c, FLAGS.n_tags, mesh, tx=tx)
   rng = np.random.default_rng(0)
   batch = jax.device_put({"audio": (0.3 * rng.standard_normal((batch_size, n))).astype(np.float32),
                           "targets": (rng.random((batch_size, FLAGS.n_tags)) < 0.1).astype(np.float32)},
@@ -61,7 +60,7 @@ def bench(name: str, dtype: str) -> dict:
   seconds = harness.median(harness.timed(run, FLAGS.repeats))
   step_s = seconds / FLAGS.steps
   peak = harness.peak_flops(jax.devices()[0].device_kind, dtype)
-  params_n = sum(int(x.size) for x in jax.tree.leaves(params))
+  params_n = sum(int(x.size) for x in jax.tree.leaves(state["params"]))
   return {"model": name, "dtype": dtype, "params": params_n, "batch": batch_size,
           "chunk_s": c.data.chunk_seconds, "compile_s": round(compile_s, 1), "step_ms": round(1e3 * step_s, 1),
           "chunks_per_s": round(batch_size / step_s, 1), "gflop_per_chunk": round(flops / batch_size / 1e9, 3),

@@ -4,7 +4,8 @@ Each config file exposes ``get_config(arg)``; ``arg`` is the text after ``:`` in
 ``--config=configs/mtt.py:spectrogram,small``: comma-separated flags (``waveform``, ``spectrogram``,
 ``small``, ``smoke``) and ``key=value`` pairs (``model=vgg``, ``steps=500``). Every key of the
 ConfigDict lives here, once; config files only override values. Unknown arguments fail at once and
-list the valid ones.
+list the valid ones. The valid values of every choice-valued key are declared once, in ``jaxtag.choices``
+(named beside each default below), and checked there at start.
 """
 from __future__ import annotations
 
@@ -42,12 +43,12 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---- data: audio file -> chunk source -> grain pipeline -------------------------------------
   d = c.data = ml_collections.ConfigDict()
-  d.dataset = "generated"          # generated | mtt | msd | manifest
+  d.dataset = "generated"          # choices.DATASETS
   d.dataset_title = ""             # shown in reports, e.g. "MagnaTagATune"
   d.sample_rate = 16000
   d.chunk_seconds = 3.0            # 3 s for MTT/MSD, 15 s for the private-style configs
   d.chunks_per_song = 1            # random chunks per song per epoch (the authors sample 1)
-  d.short_policy = "pad"           # pad | skip: songs shorter than one chunk
+  d.short_policy = "pad"           # choices.SHORT_POLICIES: songs shorter than one chunk
   d.graded = False                 # manifest/generated: graded ``targets`` in [0, 1] instead of binary ``tags``
   d.num_workers = -1               # grain worker processes; -1: from the machine, pinned in the workdir at first start
   d.worker_buffer_size = 2
@@ -57,7 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   d.root = ""                      # audio root directory (mtt, msd, manifest with relative paths)
   d.annotations = ""               # MTT annotations_final.csv
   d.tags_file = ""                 # optional tag list (one per line); default: the dataset's own list
-  d.mtt_split = "pons"             # pons | clean
+  d.mtt_split = "pons"             # choices.MTT_SPLITS
   d.split_lists = ""               # clean split: directory with train/valid/test lists
   d.labels = ml_collections.ConfigDict({"train": "", "valid": "", "test": ""})  # MSD label files
   d.audio_pattern = "{id[2]}/{id[3]}/{id[4]}/{id}.clip.mp3"   # MSD audio path under root
@@ -68,12 +69,12 @@ def base_config() -> ml_collections.ConfigDict:
   d.generated_n = 2000             # embedded generated corpus: number of clips
   d.generated_seed = 0
   d.generated_clip_seconds = 10.0
-  d.generated_format = "flac"      # flac | mp3 | wav
+  d.generated_format = "flac"      # choices.AUDIO_FORMATS
   d.cache_dir = ""                 # where the generated corpus is cached ("" = ~/.cache/jaxtag)
 
   # ---- model ------------------------------------------------------------------------------------
   m = c.model = ml_collections.ConfigDict()
-  m.name = "spectrogram"           # see jaxtag.models.registry.MODELS
+  m.name = "spectrogram"           # jaxtag.models.registry.MODELS
   m.waveform_width = 1             # filter multiplier of the sample-level front-end (1, 2, 4)
   m.waveform_layers = 7            # 7 (3-s inputs) or 9 (15-s inputs)
   m.spectrogram_k = 16             # filter factor k of the timbral/temporal front-end (8 or 16)
@@ -83,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.dropout = 0.5
   m.bn_epsilon = 1e-3              # TF defaults, as the authors trained
   m.bn_momentum = 0.99
-  m.dtype = "float32"              # compute dtype: float32 | bfloat16 (parameters stay float32)
+  m.dtype = "float32"              # choices.DTYPES: compute dtype (parameters stay float32)
   m.width = 1.0                    # width multiplier for baselines (tests shrink it)
   lm = m.logmel = ml_collections.ConfigDict()
   lm.n_fft = 512
@@ -100,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.steps = 200_000
   t.learning_rate = 1e-3           # Adam
   t.l2 = 1e-5                      # 1e-5 * sum(kernel**2)/2, kernels only
-  t.loss = "bce"                   # bce | mse (graded targets, the paper's private data)
+  t.loss = "bce"                   # choices.LOSSES (mse: graded targets, the paper's private data)
   t.plateau_patience = 75          # evaluations without val-loss improvement before halving the LR
   t.plateau_factor = 0.5
   t.eval_every = 2000
@@ -108,13 +109,11 @@ def base_config() -> ml_collections.ConfigDict:
   t.keep = 3                       # latest checkpoints kept (the best-by-validation one is kept apart)
   t.log_every = 100
   t.metrics_every = 10             # host fetch of metrics every k steps (no per-step sync)
-  t.best_metric = "loss"           # loss | roc_auc | pr_auc: what the best/ checkpoint is chosen by (authors: loss)
-  t.inject_nan_at = -1             # testing aid: poison the batch at this step
-  t.stall_at = -1                  # testing aid: hang after saving this step (to kill -9 a run mid-way)
+  t.best_metric = "loss"           # choices.BEST_METRICS: what the best/ checkpoint is chosen by (authors: loss)
 
   # ---- evaluation -------------------------------------------------------------------------------
   e = c.eval = ml_collections.ConfigDict()
-  e.split = "valid"
+  e.split = "valid"                # choices.SPLITS
   e.batch_size = 64                # global chunks per eval batch
   e.max_songs = 0                  # 0 = every song of the split
   return c
@@ -129,6 +128,19 @@ def new_config(arg: str | None, experiment: str, dataset: str, title: str, chunk
   return args, c
 
 
+# ``key=value`` config arguments -> the config key they set (the type is KEYVALUES')
+ARG_KEYS = {"steps": "train.steps", "batch": "train.global_batch_size", "seed": "seed",
+            "train_size": "data.train_size", "dtype": "model.dtype"}
+
+
+def _set(c: ml_collections.ConfigDict, dotted: str, value) -> None:
+  *parents, leaf = dotted.split(".")
+  node = c
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
 def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) -> ml_collections.ConfigDict:
   """Applies parsed arguments common to all configs (front-end choice, small, model=, steps=, ...)."""
   frontend = "waveform" if args.get("waveform") else "spectrogram" if args.get("spectrogram") else default_frontend
@@ -139,16 +151,9 @@ def apply_args(c: ml_collections.ConfigDict, args: dict, default_frontend: str) 
     c.data.chunk_seconds = 3 ** 10 / c.data.sample_rate
   if args.get("small") and not args.get("smoke"):
     c.model.backend_filters, c.model.backend_units = 64, 200
-  if "steps" in args:
-    c.train.steps = args["steps"]
-  if "batch" in args:
-    c.train.global_batch_size = args["batch"]
-  if "seed" in args:
-    c.seed = args["seed"]
-  if "train_size" in args:
-    c.data.train_size = args["train_size"]
-  if "dtype" in args:
-    c.model.dtype = args["dtype"]
+  for arg, key in ARG_KEYS.items():
+    if arg in args:
+      _set(c, key, args[arg])
   return c
 
 

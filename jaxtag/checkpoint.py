@@ -15,7 +15,6 @@ temporary one is ignored and cleaned up on the next start).
 from __future__ import annotations
 
 import json
-import os
 
 import grain
 import jax
@@ -25,7 +24,7 @@ from absl import logging
 from etils import epath
 from flax import nnx
 
-from jaxtag import step as step_lib
+from jaxtag import distributed, paths, sharding, train_state
 
 
 def _manager(path, keep: int) -> ocp.CheckpointManager:
@@ -38,10 +37,7 @@ def _manager(path, keep: int) -> ocp.CheckpointManager:
       multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=path.name)))
 
 
-def absolute(workdir) -> epath.Path:
-  """Orbax needs absolute paths: a relative local workdir is made absolute, a URL (gs://...) is kept."""
-  workdir = str(workdir)
-  return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
+absolute = paths.absolute
 
 
 def abstract(tree):
@@ -61,9 +57,7 @@ class Checkpoints:
     """The newest complete step; with several processes, checked to be the same on all (each lists the
     directory itself, and a disagreement would otherwise hang the collective restore)."""
     step = self.latest.latest_step()
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.assert_equal(-1 if step is None else step, "processes see different latest checkpoints")
+    distributed.assert_same(-1 if step is None else step, "processes see different latest checkpoints")
     return step
 
   def save(self, step: int, state, data_iter, host: dict) -> None:
@@ -80,7 +74,7 @@ class Checkpoints:
 
     The iterator state is one file per process, ``process_<i>-of-<n>.json``. A checkpoint written by a
     different number of processes has none for this layout (each process now reads a different shard), so
-    the train state and schedule resume exactly and the data stream starts over (see BUILD_NOTES)."""
+    the train state and schedule resume exactly and the data stream starts over (docs/design.md)."""
     step = self.latest.latest_step()
     items = {"state": ocp.args.StandardRestore(abstract(state_like)), "host": ocp.args.JsonRestore()}
     index, count = jax.process_index(), jax.process_count()
@@ -118,18 +112,14 @@ def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:
   return config, json.loads((workdir / "tags.json").read_text())
 
 
-def new_model(config, n_tags: int, seed: int = 0):
-  """The config's model with fresh parameters (the one place that seeds a model's RNG streams)."""
-  from jaxtag.models import registry
-  return registry.build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
-                              rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+# Kept under its old name: the PyTorch peer's benchmark script (shared/peer/bench_jaxtag.py) calls it.
+new_model = train_state.new_model
 
 
 def save_inference_checkpoint(workdir: str, config, model, tags: list[str], step: int = 0) -> None:
   """Writes a model that was not trained here (e.g. imported musicnn weights) as a normal jaxtag run."""
   write_run_info(workdir, config, tags)
-  _, params, rest = step_lib.split_model(model)
-  state = step_lib.init_state(params, rest, step_lib.optimizer())
+  state = train_state.from_model(model)
   mngr = Checkpoints(workdir, keep=1)
   mngr.best.save(step, force=True, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), host=ocp.args.JsonSave({"imported": True})))
@@ -137,11 +127,11 @@ def save_inference_checkpoint(workdir: str, config, model, tags: list[str], step
   mngr.close()
 
 
-def load_for_inference(workdir: str, which: str | int = "best"):
+def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
   """``(config, tags, model, step)`` of a run: ``which`` is ``best``, ``latest`` or a step number.
 
-  ``best`` falls back to ``latest`` for a run that has not validated yet. The model is in eval mode use
-  (call it with ``train=False``).
+  ``best`` falls back to ``latest`` for a run that has not validated yet. The arrays are restored straight
+  onto ``mesh`` (default: all devices), replicated. Call the model with ``train=False``.
   """
   config, tags = read_run_info(workdir)
   ckpts = Checkpoints(workdir, keep=max(int(config.train.keep), 1))
@@ -158,11 +148,9 @@ def load_for_inference(workdir: str, which: str | int = "best"):
     if step not in mngr.all_steps():
       raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have "
                               f"{sorted(set(ckpts.latest.all_steps()) | set(ckpts.best.all_steps()))}")
-    model = new_model(config, len(tags))
-    graphdef, params, rest = step_lib.split_model(model)
-    state_like = step_lib.init_state(params, rest, step_lib.optimizer())
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state_like))))
+    target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh())
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   finally:
     ckpts.close()
-  model = nnx.merge(graphdef, out["state"]["params"], out["state"]["rest"])
+  model = nnx.merge(train_state.graphdef(config, len(tags)), out["state"]["params"], out["state"]["rest"])
   return config, tags, model, int(step)

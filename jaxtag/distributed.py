@@ -4,12 +4,18 @@ Called first thing inside ``main()`` (never at import: grain worker processes re
 google/grain#802). Explicit flags win (CPU and plain GPU hosts); otherwise Cloud TPU slices and Slurm are
 auto-detected by JAX; a plain single-process run does nothing. ``plan`` is the pure decision, so the
 launcher logic is testable without a cluster.
+
+It is also the one home of what crosses processes on the host side: ``any_process`` / ``all_processes`` /
+``sum_over_processes`` / ``assert_same`` (each a no-op with one process) and the ``StopFlag`` that turns
+SIGTERM/SIGINT into a step every process agrees on.
 """
 from __future__ import annotations
 
 import os
 import re
+import signal
 
+import numpy as np
 from absl import logging
 
 
@@ -56,3 +62,62 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
   return True
+
+
+def _allgather(x) -> np.ndarray:
+  import jax
+  from jax.experimental import multihost_utils
+  if jax.process_count() == 1:
+    return np.asarray(x)[None]
+  return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
+
+
+def any_process(flag: bool) -> bool:
+  """True if ``flag`` is true on any process (a collective: every process must call it)."""
+  return bool(np.any(_allgather(bool(flag))))
+
+
+def all_processes(flag: bool) -> bool:
+  """True if ``flag`` is true on every process (a collective)."""
+  return bool(np.all(_allgather(bool(flag))))
+
+
+def sum_over_processes(values) -> np.ndarray:
+  """Element-wise sum of a same-shaped array over processes (a collective)."""
+  return _allgather(values).sum(axis=0)
+
+
+def assert_same(value: int, message: str) -> None:
+  """Fails on every process if ``value`` differs between processes (a disagreement would hang a collective)."""
+  import jax
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.assert_equal(value, message)
+
+
+class StopFlag:
+  """Set by SIGTERM/SIGINT; the loop saves and returns at a step boundary all processes agree on."""
+
+  def __init__(self):
+    self.signal = None
+    self._old = {}
+
+  def install(self) -> "StopFlag":
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.signal = signal.Signals(signum).name
+
+  def restore(self) -> None:
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+  def requested(self, step: int, every: int) -> bool:
+    """One process: checked every step. Several: agreed on every ``every`` steps (one allgather), so that
+    all processes stop, and save, at the same step."""
+    import jax
+    if jax.process_count() == 1:
+      return self.signal is not None
+    return step % every == 0 and any_process(self.signal is not None)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 
 import grain
-import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from etils import epath
 
@@ -73,7 +71,3 @@ def device_feed(ds: grain.IterDataset, mesh, *, keys=("audio", "targets"), prefe
     ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
   return iter(ds)
 
-
-def poison(audio: jax.Array) -> jax.Array:
-  """``audio`` with one NaN sample, same sharding: the trainer's testing aid for the NaN guard."""
-  return jax.device_put(audio.at[0, 0].set(np.nan), audio.sharding)

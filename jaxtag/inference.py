@@ -12,7 +12,7 @@ import functools
 import jax
 import numpy as np
 
-from jaxtag import sharding
+from jaxtag import distributed, sharding, train_state
 from jaxtag import step as step_lib
 
 
@@ -22,13 +22,6 @@ def make_eval_fn(graphdef, mesh):
   fn = functools.partial(step_lib.eval_logits, graphdef=graphdef)
   return jax.jit(lambda p, r, audio, song: (fn(p, r, audio), song),
                  in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
-
-
-def _all_done(done: bool) -> bool:
-  if jax.process_count() == 1:
-    return done
-  from jax.experimental import multihost_utils
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(done))))
 
 
 def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int, mesh):
@@ -44,7 +37,7 @@ def predict_on_mesh(eval_fn, params, rest, data_cfg, songs, *, global_batch: int
   pad = None
   while True:
     batch = next(it, None)
-    if _all_done(batch is None):
+    if distributed.all_processes(batch is None):
       break
     if batch is None:
       batch = pad
@@ -70,8 +63,7 @@ def predict_chunks(model, config, songs, *, batch: int = 0, mesh=None):
   """Convenience for tools: ``(chunk_logits, chunk_song)`` of an NNX model on all local devices."""
   mesh = mesh or sharding.make_mesh()
   graphdef, params, rest = step_lib.split_model(model)
-  repl = sharding.replicated(mesh)
-  params, rest = jax.device_put((params, rest), repl)
+  params, rest = train_state.on_mesh((params, rest), mesh)   # a restored model is already there
   batch = batch or int(config.eval.batch_size)
   batch = -(-batch // mesh.devices.size) * mesh.devices.size
   logits, song, _ = predict_on_mesh(make_eval_fn(graphdef, mesh), params, rest, config.data, songs,

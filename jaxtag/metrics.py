@@ -14,6 +14,8 @@ import time
 from absl import logging
 from etils import epath
 
+from jaxtag import paths
+
 
 def _jsonable(value):
   try:
@@ -33,7 +35,7 @@ class MetricWriter:
       return
     workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = _open_jsonl(workdir / "metrics.jsonl", remote="://" in str(workdir))
+    self._jsonl = _open_jsonl(workdir / "metrics.jsonl", remote=paths.is_remote(workdir))
     if tensorboard:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(str(workdir / "tensorboard"), flush_secs=30)

@@ -15,13 +15,20 @@ import logging
 
 import numpy as np
 
-POSITIVE_THRESHOLD = 0.5   # graded targets (the paper's private data) count as positive at >= 0.5
+from jaxtag.choices import POSITIVE_THRESHOLD  # graded targets count as positive at >= it
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
   """Numerically stable logistic, float64 internally."""
   x = np.asarray(x, np.float64)
   return np.exp(-np.logaddexp(0.0, -x))
+
+
+def chunk_loss(logits: np.ndarray, targets: np.ndarray, kind: str) -> float:
+  """The training loss on host arrays (validation): numerically stable BCE, or MSE of the sigmoid."""
+  if kind == "mse":
+    return float(np.mean((sigmoid(logits) - targets) ** 2))
+  return float(np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

@@ -40,19 +40,3 @@ def to_global(batch: dict, mesh) -> dict:
   sharding = data_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
-
-def put_replicated(tree, mesh):
-  """``tree`` replicated on every device of ``mesh``, also across processes.
-
-  ``jax.device_put`` refuses a sharding that spans other processes' devices, so with several processes each
-  one contributes its own (identical: same seed, same checkpoint) copy through
-  ``make_array_from_process_local_data``; typed PRNG keys travel as their raw key data.
-  """
-  if jax.process_count() == 1:
-    return jax.device_put(tree, replicated(mesh))
-
-  def one(x):
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(one(jax.random.key_data(x)), impl=jax.random.key_impl(x))
-    return jax.make_array_from_process_local_data(replicated(mesh), np.asarray(x))
-  return jax.tree.map(one, tree)

@@ -47,13 +47,14 @@ def l2_penalty(params) -> jax.Array:
   return total
 
 
+_LOSSES = {   # the implementations of choices.LOSSES (the config is checked against them at start)
+    "bce": lambda logits, targets: optax.sigmoid_binary_cross_entropy(logits, targets).mean(),
+    "mse": lambda logits, targets: jnp.square(jax.nn.sigmoid(logits) - targets).mean(),
+}
+
+
 def data_loss(logits, targets, kind: str) -> jax.Array:
-  logits = logits.astype(jnp.float32)
-  if kind == "bce":
-    return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
-  if kind == "mse":
-    return jnp.square(jax.nn.sigmoid(logits) - targets).mean()
-  raise ValueError(f"unknown loss {kind!r}; valid: 'bce', 'mse'")
+  return _LOSSES[kind](logits.astype(jnp.float32), targets)
 
 
 def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float):

@@ -12,17 +12,21 @@ from clu import parameter_overview
 from flax import nnx
 from ml_collections import config_flags
 
-from jaxtag.models import build_model, count_params
+from jaxtag import train_state
+from jaxtag.models import count_params
 
-config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py:waveform,small.")
-flags.DEFINE_integer("n_tags", 50, "Number of output tags (MTT and MSD have 50).")
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py:waveform,small.")
+  flags.DEFINE_integer("n_tags", 50, "Number of output tags (MTT and MSD have 50).")
+
+
 FLAGS = flags.FLAGS
 
 
 def summarize(config, n_tags: int = 50) -> str:
   """The per-layer table (clu's parameter overview of the ``nnx.Param`` leaves) and ``total_params=N``."""
-  model = nnx.eval_shape(lambda: build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
-                                             rngs=nnx.Rngs(0)))
+  model = train_state.abstract_model(config, n_tags)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   stats = sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
   return "\n".join([
@@ -40,5 +44,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("config",))

@@ -1,17 +1,26 @@
-"""``train_and_evaluate(config, workdir)``: the one place that wires data, model, step, checkpoints, metrics.
+"""``train_and_evaluate(config, workdir, hooks)``: the one place that wires data, model, step, checkpoints, metrics.
 
-The loop: next global batch (already on the devices: ``feed.device_feed`` copies ahead in a thread) -> jitted
-step (state donated) -> every ``metrics_every`` steps one host fetch (NaN guard, running means) -> progress
-line / metrics every ``log_every`` -> song-level validation and the learning-rate plateau every ``eval_every``
--> checkpoint every ``checkpoint_every``. A workdir that holds a checkpoint is resumed from it with the exact
-next batch. SIGTERM/SIGINT save the current step and
-return normally (exit 0), which is what a preempted TPU VM needs.
+It reads as its phases, each a short function:
+
+* ``setup``: check the config, index the songs, make the mesh, the state (on the mesh), the checkpoints and
+  the device feed; resume from the newest checkpoint if the workdir holds one.
+* ``loop``: next global batch (already on the devices) -> jitted step (state donated) -> the periodic
+  actions, each decided by ``schedule.itstime``:
+  * ``fetch``: one host sync for the pending steps' metrics, with the NaN guard;
+  * ``log``: progress line and scalars;
+  * ``validate_and_keep_best``: song-level validation, the plateau schedule, ``best/``;
+  * ``checkpoint``: the latest-N checkpoints with the data iterator's position.
+* ``shutdown`` and ``finish``: wait for saves, stop the loader, write ``summary.json``.
+
+SIGTERM/SIGINT save the current step and return normally (exit 0), which is what a preempted TPU VM needs.
+
+``hooks`` (``Hook`` subclasses) see the loop without living in it: profiling, extra evaluations, and the tests'
+fault injection (a NaN batch, a stall after a save) plug in here, so no testing aid lives in the package.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
-import signal
 import time
 
 import jax
@@ -19,89 +28,74 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag import checkpoint, feed, inference, metrics, scoring, sharding
+from jaxtag import checkpoint, distributed, feed, inference, metrics, schedule, scoring, sharding, train_state
 from jaxtag import step as step_lib
 
 
-class _StopFlag:
-  """Set by SIGTERM/SIGINT; the loop saves and returns at the next step boundary."""
+class Hook:
+  """A plug-in of the loop; every method is optional. ``run`` is the loop's ``Run``."""
 
-  def __init__(self):
-    self.signal = None
-    self._old = {}
+  def on_batch(self, run, step: int, batch: dict) -> dict:
+    """Before step ``step + 1``; may return a different batch."""
+    return batch
 
-  def install(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._old[sig] = signal.signal(sig, self._handle)
-    return self
+  def after_step(self, run, step: int) -> None:
+    """After step ``step`` was dispatched (not waited for)."""
 
-  def _handle(self, signum, frame):
-    self.signal = signal.Signals(signum).name
+  def after_validation(self, run, step: int, result: dict) -> None:
+    """After the validation at ``step``."""
 
-  def restore(self):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
+  def after_checkpoint(self, run, step: int) -> None:
+    """After the checkpoint of ``step`` was queued."""
 
-  def requested(self, step: int, every: int) -> bool:
-    """Single process: checked every step. Multi-process: agreed on every ``every`` steps (one allgather),
-    so that all processes stop, and save, at the same step."""
-    flag = self.signal is not None
-    if jax.process_count() > 1:
-      if step % every:
-        return False
-      from jax.experimental import multihost_utils
-      flag = bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
-    return flag
+  def at_end(self, run, summary: dict) -> None:
+    """Once, with the run's summary."""
 
 
-def _chunk_loss(logits, targets, kind: str) -> float:
-  """Validation loss on chunks, the same definition as the training loss (numerically stable BCE)."""
-  if kind == "mse":
-    return float(np.mean((scoring.sigmoid(logits) - targets) ** 2))
-  return float(np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
+@dataclasses.dataclass
+class Run:
+  """What ``setup`` builds and the phases share."""
+  config: object
+  workdir: str
+  index: object
+  train_songs: list
+  val_songs: list
+  val_targets: np.ndarray | None
+  mesh: object
+  writer: metrics.MetricWriter
+  n_params: int
+  state: dict
+  ckpts: checkpoint.Checkpoints
+  train_iter: object
+  host: dict
+  start: int
+  train_step: object
+  eval_fn: object
+  hooks: list
+  stop: distributed.StopFlag
+  t_start: float
+  last_val: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def is_main(self) -> bool:
+    return jax.process_index() == 0
 
 
-def validate(eval_fn, state, config, songs, mesh, targets) -> dict:
-  """Song-level validation: mean chunk sigmoid per song, macro ROC-AUC / PR-AUC, sqrt(MSE), chunk loss."""
-  logits, chunk_song, stats = inference.predict_on_mesh(
-      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh)
-  probs = scoring.sigmoid(logits)
-  song_scores = scoring.aggregate_chunks(probs, chunk_song, len(songs))
-  seen = ~np.isnan(song_scores).any(axis=1)
-  result = scoring.macro_scores(targets[seen], song_scores[seen])
-  out = {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"], "rmse": result["rmse"],
-         "loss": _chunk_loss(logits, targets[chunk_song], config.train.loss),
-         "songs": int(seen.sum()), "songs_unreadable": int((~seen).sum()), "chunks": int(len(chunk_song))}
-  return out
-
-
-def plateau_update(host: dict, val_loss: float, patience: int, factor: float) -> dict:
-  """The authors' schedule: count evaluations whose loss is not below the best so far (the count is not reset
-  by an improvement); at ``patience`` such evaluations, multiply the learning rate by ``factor``, reset."""
-  host = dict(host)
-  if val_loss < host["best_val_loss"]:
-    host["best_val_loss"] = val_loss
-  else:
-    host["plateau_count"] += 1
-  if host["plateau_count"] >= patience:
-    host["lr"] *= factor
-    host["plateau_count"] = 0
-    logging.info("validation plateau: learning rate -> %g", host["lr"])
-  return host
-
-
-def _is_better(value: float, best, metric: str) -> bool:
-  if best is None:
-    return True
-  return value < best if metric == "loss" else value > best
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, hooks=()) -> dict:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final summary."""
+  run = setup(config, str(workdir), list(hooks))
+  step = run.start
+  try:
+    step = loop(run)
+  finally:
+    shutdown(run)
+  return finish(run, step)
+
+
+def setup(config, workdir: str, hooks: list) -> Run:
+  """Everything the loop needs, created once; a workdir with a checkpoint is resumed from it."""
   from jaxtag.data import decode, index as index_lib, pipeline
   t_start = time.time()
-  workdir = str(workdir)
-  is_main = jax.process_index() == 0
   tc = config.train
   _check_config(config)
   index = index_lib.load_songs(config.data)
@@ -110,31 +104,24 @@ def train_and_evaluate(config, workdir: str) -> dict:
     val_songs = val_songs[:config.eval.max_songs]
   if not train_songs:
     raise ValueError(f"dataset {config.data.dataset!r} has no training songs")
-  val_targets = np.stack([s.targets for s in val_songs]) if val_songs else None
-
   mesh = sharding.make_mesh()
   local_batch = sharding.local_batch_size(tc.global_batch_size, mesh)
   sharding.local_batch_size(config.eval.batch_size, mesh)   # fail at start, not at the first validation
-  if is_main:
+  if jax.process_index() == 0:
     checkpoint.write_run_info(workdir, config, index.tags)
-  writer = metrics.MetricWriter(workdir, is_writer=is_main)
+  writer = metrics.MetricWriter(workdir, is_writer=jax.process_index() == 0)
 
-  model = checkpoint.new_model(config, len(index.tags), seed=config.seed)
-  graphdef, params, rest = step_lib.split_model(model)
-  n_params = metrics.log_parameter_overview(params)
   tx = step_lib.optimizer()
-  state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
-  del model, params, rest
-
+  graphdef, state = train_state.create(config, len(index.tags), mesh, tx=tx)
+  n_params = metrics.log_parameter_overview(state["params"])
   ckpts = checkpoint.Checkpoints(workdir, keep=tc.keep)
-  data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None, write=is_main)
+  data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None,
+                             write=jax.process_index() == 0)
   train_iter = feed.device_feed(
       pipeline.train_dataset(data_cfg, train_songs, local_batch=local_batch, seed=config.seed,
                              process_index=jax.process_index(), process_count=jax.process_count()),
       mesh, prefetch=data_cfg.device_prefetch)
-  host = {"lr": float(tc.learning_rate), "best_val_loss": math.inf, "plateau_count": 0, "best": None,
-          "best_step": None, "bad": {r: 0 for r in decode.BAD_REASONS}}
-  start = 0
+  host, start = schedule.initial(tc.learning_rate, decode.BAD_REASONS), 0
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
     logging.info("resumed from %s/checkpoints/%d", workdir, start)
@@ -142,103 +129,149 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logging.info("training %s (%d params) on %d songs, %d tags, %d devices, global batch %d, steps %d..%d",
                config.model.name, n_params, len(train_songs), len(index.tags), mesh.devices.size,
                tc.global_batch_size, start, tc.steps)
+  return Run(
+      config=config, workdir=workdir, index=index, train_songs=train_songs, val_songs=val_songs,
+      val_targets=np.stack([s.targets for s in val_songs]) if val_songs else None, mesh=mesh, writer=writer,
+      n_params=n_params, state=state, ckpts=ckpts, train_iter=train_iter, host=host, start=start,
+      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2)),
+      eval_fn=inference.make_eval_fn(graphdef, mesh), hooks=hooks, stop=distributed.StopFlag().install(),
+      t_start=t_start)
 
-  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2))
-  eval_fn = inference.make_eval_fn(graphdef, mesh)
-  progress = metrics.Progress(tc.steps, tc.global_batch_size, start)
-  stop = _StopFlag().install()
-  pending, window, last_val, step = [], [], {}, start
-  bad = np.zeros(len(decode.BAD_REASONS), np.int64)
-  try:
-    while step < tc.steps:
-      batch = next(train_iter)   # already on the devices (feed.device_feed)
-      bad += batch["bad"].sum(axis=0)
-      audio = batch["audio"]
-      if step == tc.inject_nan_at:   # testing aid for the NaN guard
-        audio = feed.poison(audio)
-      state, m = train_step(state, {"audio": audio, "targets": batch["targets"]}, np.float32(host["lr"]))
-      pending.append(m)
-      step += 1
-      stopping = stop.requested(step, tc.metrics_every)
-      boundary = step == tc.steps or step % tc.checkpoint_every == 0 or step % tc.eval_every == 0 or stopping
-      if step % tc.metrics_every == 0 or step % tc.log_every == 0 or boundary:
-        window += _fetch_and_guard(pending, state, step - len(pending), ckpts)
-        pending = []
-      if step % tc.log_every == 0 or step == tc.steps:
-        host["bad"] = _add_bad(host["bad"], bad, decode.BAD_REASONS)
-        bad[:] = 0
-        rates = progress.rates(step)
-        scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]} if window else {}
-        scalars.update(rates, lr=host["lr"], **{f"bad/{k}": v for k, v in host["bad"].items()})
-        writer.write_scalars(step, scalars)
-        if is_main:
-          logging.info(progress.line(step, scalars.get("loss", float("nan")), rates))
-        window = []
-      if val_songs and (step % tc.eval_every == 0 or step == tc.steps):
-        last_val = validate(eval_fn, state, config, val_songs, mesh, val_targets)
-        writer.write_scalars(step, {f"val/{k}": v for k, v in last_val.items()})
-        logging.info("validation at step %d: %s", step, json.dumps(last_val))
-        host = plateau_update(host, last_val["loss"], tc.plateau_patience, tc.plateau_factor)
-        if _is_better(last_val[tc.best_metric], host["best"], tc.best_metric):
-          host["best"], host["best_step"] = last_val[tc.best_metric], step
-          ckpts.save_best(step, state, host)
-      if step % tc.checkpoint_every == 0 or step == tc.steps or stopping:
-        ckpts.save(step, state, train_iter, host)
-        if step == tc.stall_at and step > start:   # testing aid: hang here so a test can kill -9 mid-run
-          while True:
-            time.sleep(1)
-      if stopping:
-        logging.warning("%s received: saved step %d, exiting", stop.signal or "stop", step)
-        break
-  finally:
-    stop.restore()
-    ckpts.wait()
-    ckpts.close()
-    getattr(train_iter, "close", lambda: None)()
-  summary = {"step": step, "params": n_params, "train_songs": len(train_songs), "bad_files": host["bad"],
-             "validation": last_val, "best": host["best"], "best_step": host["best_step"], "lr": host["lr"],
-             "wall_s": round(time.time() - t_start, 1), "stopped_by": stop.signal}
-  if is_main:
-    (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
+
+def loop(run: Run) -> int:
+  """Steps from ``run.start`` to ``train.steps`` (or a stop signal); returns the last step done."""
+  from jaxtag.data import decode
+  tc = run.config.train
+  window = _Window(len(decode.BAD_REASONS))
+  progress = metrics.Progress(tc.steps, tc.global_batch_size, run.start)
+  step = run.start
+  while step < tc.steps:
+    batch = next(run.train_iter)   # already on the devices (feed.device_feed)
+    for hook in run.hooks:
+      batch = hook.on_batch(run, step, batch)
+    window.bad += batch["bad"].sum(axis=0)
+    run.state, m = run.train_step(run.state, {"audio": batch["audio"], "targets": batch["targets"]},
+                                  np.float32(run.host["lr"]))
+    window.pending.append(m)
+    step += 1
+    for hook in run.hooks:
+      hook.after_step(run, step)
+    stopping = run.stop.requested(step, tc.metrics_every)
+    due = {name: schedule.itstime(step, every, tc.steps, force=stopping and name == "checkpoint")
+           for name, every in (("metrics", tc.metrics_every), ("log", tc.log_every),
+                               ("validate", tc.eval_every), ("checkpoint", tc.checkpoint_every))}
+    if any(due.values()):
+      fetch(run, window, step)
+    if due["log"]:
+      log(run, window, progress, step)
+    if due["validate"] and run.val_songs:
+      validate_and_keep_best(run, step)
+    if due["checkpoint"]:
+      run.ckpts.save(step, run.state, run.train_iter, run.host)
+      for hook in run.hooks:
+        hook.after_checkpoint(run, step)
+    if stopping:
+      logging.warning("%s received: saved step %d, exiting", run.stop.signal or "stop", step)
+      break
+  return step
+
+
+class _Window:
+  """Metrics of the steps since the last log: device values not yet fetched, host values, bad-file counts."""
+
+  def __init__(self, n_reasons: int):
+    self.pending, self.values = [], []
+    self.bad = np.zeros(n_reasons, np.int64)
+
+
+def fetch(run: Run, window: _Window, step: int) -> None:
+  """One host sync for the pending steps' metrics; stops the run on a non-finite loss or gradient."""
+  first = step - len(window.pending)
+  values = jax.device_get(window.pending)
+  window.pending = []
+  nan_step = int(jax.device_get(run.state["nan_step"]))
+  if nan_step != step_lib.NAN_NONE:
+    bad = values[nan_step - first] if 0 <= nan_step - first < len(values) else {}
+    which = [k for k, v in bad.items() if not np.isfinite(v)] or ["loss"]
+    run.ckpts.wait()
+    raise FloatingPointError(
+        f"NaN guard: non-finite {', '.join(which)} at step {nan_step + 1}; the run stops here. The update was "
+        f"not applied and the last checkpoint (step {run.ckpts.latest_step()}) is intact.")
+  window.values += [{k: float(v) for k, v in m.items()} for m in values]
+
+
+def log(run: Run, window: _Window, progress: metrics.Progress, step: int) -> None:
+  """The progress line and the window's mean scalars (loss, rates, lr, bad files by reason)."""
+  from jaxtag.data import decode
+  run.host["bad"] = schedule.add_counts(run.host["bad"], distributed.sum_over_processes(window.bad),
+                                        decode.BAD_REASONS)
+  window.bad[:] = 0
+  rates = progress.rates(step)
+  scalars = {k: float(np.mean([w[k] for w in window.values])) for k in window.values[0]} if window.values else {}
+  scalars.update(rates, lr=run.host["lr"], **{f"bad/{k}": v for k, v in run.host["bad"].items()})
+  run.writer.write_scalars(step, scalars)
+  if run.is_main:
+    logging.info(progress.line(step, scalars.get("loss", float("nan")), rates))
+  window.values = []
+
+
+def validate_and_keep_best(run: Run, step: int) -> None:
+  """Song-level validation; then the plateau schedule and, if it improved, the ``best/`` checkpoint."""
+  tc = run.config.train
+  run.last_val = validate(run.eval_fn, run.state, run.config, run.val_songs, run.mesh, run.val_targets)
+  run.writer.write_scalars(step, {f"val/{k}": v for k, v in run.last_val.items()})
+  logging.info("validation at step %d: %s", step, json.dumps(run.last_val))
+  run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
+  run.host, improved = schedule.keep_best(run.host, run.last_val, tc.best_metric, step)
+  if improved:
+    run.ckpts.save_best(step, run.state, run.host)
+  for hook in run.hooks:
+    hook.after_validation(run, step, run.last_val)
+
+
+def validate(eval_fn, state, config, songs, mesh, targets) -> dict:
+  """Song-level validation: mean chunk sigmoid per song, macro ROC-AUC / PR-AUC, sqrt(MSE), chunk loss."""
+  logits, chunk_song, _ = inference.predict_on_mesh(
+      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh)
+  song_scores = scoring.aggregate_chunks(scoring.sigmoid(logits), chunk_song, len(songs))
+  seen = ~np.isnan(song_scores).any(axis=1)
+  result = scoring.macro_scores(targets[seen], song_scores[seen])
+  return {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"], "rmse": result["rmse"],
+          "loss": scoring.chunk_loss(logits, targets[chunk_song], config.train.loss),
+          "songs": int(seen.sum()), "songs_unreadable": int((~seen).sum()), "chunks": int(len(chunk_song))}
+
+
+def shutdown(run: Run) -> None:
+  """Signal handlers back, queued saves finished, checkpoint managers and loader workers closed."""
+  run.stop.restore()
+  run.ckpts.wait()
+  run.ckpts.close()
+  getattr(run.train_iter, "close", lambda: None)()
+
+
+def finish(run: Run, step: int) -> dict:
+  """``summary.json`` and the summary line; hooks see the summary."""
+  summary = {"step": step, "params": run.n_params, "train_songs": len(run.train_songs),
+             "bad_files": run.host["bad"], "validation": run.last_val, "best": run.host["best"],
+             "best_step": run.host["best_step"], "lr": run.host["lr"],
+             "wall_s": round(time.time() - run.t_start, 1), "stopped_by": run.stop.signal}
+  if run.is_main:
+    (epath.Path(run.workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
     logging.info("run summary: %s", json.dumps(summary))
-  writer.close()
+  run.writer.close()
+  for hook in run.hooks:
+    hook.at_end(run, summary)
   return summary
 
 
 def _check_config(config) -> None:
   """Config mistakes fail here, before any data is generated or read, naming the valid choices."""
-  from jaxtag.models import registry
+  from jaxtag import choices
   from jaxtag.data import index as index_lib
-  if config.model.name not in registry.MODELS:
-    raise ValueError(f"unknown model {config.model.name!r}; valid names: {', '.join(registry.MODELS)}")
-  if config.train.best_metric not in ("loss", "roc_auc", "pr_auc"):
-    raise ValueError(f"unknown train.best_metric {config.train.best_metric!r}; valid: 'loss', 'roc_auc', 'pr_auc'")
-  if config.train.loss not in ("bce", "mse"):
-    raise ValueError(f"unknown train.loss {config.train.loss!r}; valid: 'bce', 'mse'")
-  if config.model.dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"unknown model.dtype {config.model.dtype!r}; valid: 'float32', 'bfloat16'")
+  from jaxtag.models import registry
+  registry.check_name(config.model.name)
+  choices.check_fields(config)
   index_lib.validate(config.data)
-
-
-def _fetch_and_guard(pending, state, first_step: int, ckpts) -> list[dict]:
-  """One host sync for the last steps' metrics; stops the run on a non-finite loss or gradient."""
-  values = jax.device_get(pending)
-  nan_step = int(jax.device_get(state["nan_step"]))
-  if nan_step != step_lib.NAN_NONE:
-    bad = values[nan_step - first_step] if 0 <= nan_step - first_step < len(values) else {}
-    which = [k for k, v in bad.items() if not np.isfinite(v)] or ["loss"]
-    ckpts.wait()
-    raise FloatingPointError(
-        f"NaN guard: non-finite {', '.join(which)} at step {nan_step + 1}; the run stops here. The update was "
-        f"not applied and the last checkpoint (step {ckpts.latest_step()}) is intact.")
-  return [{k: float(v) for k, v in m.items()} for m in values]
-
-
-def _add_bad(totals: dict, counts: np.ndarray, reasons) -> dict:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    counts = multihost_utils.process_allgather(counts).sum(axis=0)
-  return {r: int(totals.get(r, 0)) + int(c) for r, c in zip(reasons, counts)}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -47,8 +47,8 @@ def test_misspelt_override_fails_at_start(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("override,needle", [("--config.model.name=resnet", "valid names: waveform, spectrogram"),
-                                             ("--config.data.dataset=gtzan", "valid: ['generated'"),
+@pytest.mark.parametrize("override,needle", [("--config.model.name=resnet", "valid: 'waveform', 'spectrogram'"),
+                                             ("--config.data.dataset=gtzan", "valid: 'generated'"),
                                              ("--config.train.loss=hinge", "valid: 'bce', 'mse'")])
 def test_bad_choices_fail_before_any_work(tmp_path, override, needle):
   proc = subprocess.run([sys.executable, "-m", "jaxtag.main", "--config=configs/smoke.py", f"--workdir={tmp_path}",

@@ -138,7 +138,7 @@ def test_artist_split_and_nested_train_subsets(tmp_path):
 
 
 def test_config_mistakes_fail_with_the_key_to_set():
-  for key, value, match in (("dataset", "mttt", "valid: \\['generated'"), ("short_policy", "drop", "pad"),
+  for key, value, match in (("dataset", "mttt", "valid: 'generated'"), ("short_policy", "drop", "pad"),
                             ("dataset", "mtt", "data.annotations"), ("dataset", "manifest", "data.manifest"),
                             ("dataset", "msd", "data.labels")):
     d = common.base_config().data

@@ -57,7 +57,7 @@ def test_scalar_bn_quirk_has_one_gamma_beta_per_residual_bn():
 
 def test_unknown_name_lists_the_valid_ones():
   config = mtt.get_config("model=resnet")
-  with pytest.raises(ValueError, match="valid names: .*waveform.*spectrogram"):
+  with pytest.raises(ValueError, match="valid: .*waveform.*spectrogram"):
     build_model(config.model, 50, sample_rate=16000, rngs=nnx.Rngs(0))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import checkpoint, metrics, sharding
+from jaxtag import checkpoint, metrics, sharding, train_state
 from jaxtag import step as step_lib
 from test_train import TINY, final_state, main_cmd, numpy_leaves, sigterm_once_training, wait_for
 
@@ -36,11 +36,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch_cmd(workdir, cache, logs, *overrides, n=2, devices=4):
-  """``launch/local_multiprocess.sh`` running the smoke config with the test-train overrides."""
+def launch_cmd(workdir, cache, logs, *overrides, n=2, devices=4, module="jaxtag.main"):
+  """``launch/local_multiprocess.sh`` running the smoke config with the test-train overrides (``module``
+  ``tests.faults`` for the same run with fault hooks)."""
   flags = main_cmd(workdir, cache, *STEPS, *overrides)[3:]   # drop "python -m jaxtag.main"
   return ["bash", os.path.join(ROOT, "launch", "local_multiprocess.sh"), "-n", str(n), "-d", str(devices),
-          "-p", str(_free_port()), "-l", str(logs), "--", *flags]
+          "-p", str(_free_port()), "-l", str(logs), "-m", module, "--", *flags]
 
 
 def launch_env():
@@ -48,8 +49,8 @@ def launch_env():
   return {**env, "PYTHON": sys.executable}
 
 
-def run_launcher(workdir, cache, logs, *overrides):
-  proc = subprocess.run(launch_cmd(workdir, cache, logs, *overrides), cwd=ROOT, env=launch_env(),
+def run_launcher(workdir, cache, logs, *overrides, module="jaxtag.main"):
+  proc = subprocess.run(launch_cmd(workdir, cache, logs, *overrides, module=module), cwd=ROOT, env=launch_env(),
                         capture_output=True, text=True, timeout=900)
   if proc.returncode:
     tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(logs.glob("process_*.log")))
@@ -82,9 +83,8 @@ def reference_losses(cache, steps: int, devices=None):
   index = index_lib.load_songs(config.data)
   train_songs = index.split("train")
   mesh = sharding.make_mesh(devices)
-  graphdef, params, rest = step_lib.split_model(checkpoint.new_model(config, len(index.tags), seed=config.seed))
   tx = step_lib.optimizer()
-  state = sharding.put_replicated(step_lib.init_state(params, rest, tx), mesh)
+  graphdef, state = train_state.create(config, len(index.tags), mesh, tx=tx)
   tc = config.train
   repl, data_sh = sharding.replicated(mesh), sharding.data_sharded(mesh)
   train_step = jax.jit(lambda s, b, lr: step_lib.train_step(s, b, lr, graphdef=graphdef, tx=tx, loss_kind=tc.loss,
@@ -109,12 +109,10 @@ def state_at(workdir, step: int):
   """The full train state saved at ``step``, as numpy leaves."""
   import orbax.checkpoint as ocp
   config, tags = checkpoint.read_run_info(workdir)
-  _, params, rest = step_lib.split_model(checkpoint.new_model(config, len(tags)))
-  like = step_lib.init_state(params, rest, step_lib.optimizer())
+  like = train_state.abstract(config, len(tags), sharding.make_mesh())
   ckpts = checkpoint.Checkpoints(workdir, keep=3)
   try:
-    out = ckpts.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(checkpoint.abstract(like))))
+    out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))
   finally:
     ckpts.close()
   return numpy_leaves(out["state"])
@@ -161,7 +159,7 @@ def test_only_process_zero_logs(two_process_run):
 def test_killed_two_process_run_resumes_exactly(two_process_run, tmp_path, corpus_cache):
   """kill -9 of both processes after the collective checkpoint of step 2, then the same command again."""
   workdir, logs = tmp_path / "run", tmp_path / "logs"
-  proc = subprocess.Popen(launch_cmd(workdir, corpus_cache, logs, "--config.train.stall_at=2"), cwd=ROOT,
+  proc = subprocess.Popen(launch_cmd(workdir, corpus_cache, logs, "--stall_after_save=2", module="tests.faults"), cwd=ROOT,
                           env=launch_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
   try:
@@ -171,7 +169,7 @@ def test_killed_two_process_run_resumes_exactly(two_process_run, tmp_path, corpu
     os.killpg(proc.pid, signal.SIGKILL)   # the launcher, both trainers and their grain workers
     proc.wait()
   assert not (workdir / "checkpoints" / "4").exists()
-  run_launcher(workdir, corpus_cache, logs, "--config.train.stall_at=2")
+  run_launcher(workdir, corpus_cache, logs, "--stall_after_save=2", module="tests.faults")
   assert f"resumed from {workdir}/checkpoints/2" in (logs / "process_0.log").read_text()
   step_a, leaves_a = final_state(two_process_run / "run")
   step_b, leaves_b = final_state(workdir)
@@ -181,7 +179,7 @@ def test_killed_two_process_run_resumes_exactly(two_process_run, tmp_path, corpu
 
 
 def test_one_process_resumes_a_two_process_checkpoint(two_process_run, tmp_path, corpus_cache):
-  """A different process count: state and schedule exact, the data stream restarts (BUILD_NOTES)."""
+  """A different process count: state and schedule exact, the data stream restarts (docs/design.md)."""
   import shutil
   workdir = tmp_path / "run"
   shutil.copytree(two_process_run / "run", workdir)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import checkpoint, metrics, sharding
+from jaxtag import checkpoint, metrics, sharding, train_state
 from jaxtag import step as step_lib
 
 TINY = ["--config.data.dataset=generated", "--config.data.generated_n=32", "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1",
@@ -19,13 +19,14 @@ TINY = ["--config.data.dataset=generated", "--config.data.generated_n=32", "--co
         "--config.train.log_every=2", "--config.train.metrics_every=2", "--config.train.learning_rate=0.003"]
 
 
-def main_cmd(workdir, cache, *overrides):
-  return [sys.executable, "-m", "jaxtag.main", f"--config={ROOT}/configs/smoke.py", f"--workdir={workdir}",
+def main_cmd(workdir, cache, *overrides, module="jaxtag.main"):
+  """``python -m jaxtag.main`` (or ``tests.faults``, the same run with fault hooks) on the tiny smoke run."""
+  return [sys.executable, "-m", module, f"--config={ROOT}/configs/smoke.py", f"--workdir={workdir}",
           f"--config.data.cache_dir={cache}", *TINY, *overrides]
 
 
-def run_main(workdir, cache, *overrides, check=True, cwd=ROOT):
-  proc = subprocess.run(main_cmd(workdir, cache, *overrides), cwd=cwd, capture_output=True, text=True, timeout=600)
+def run_main(workdir, cache, *overrides, check=True, cwd=ROOT, module="jaxtag.main"):
+  proc = subprocess.run(main_cmd(workdir, cache, *overrides, module=module), cwd=cwd, capture_output=True, text=True, timeout=600)
   if check and proc.returncode:
     raise AssertionError(f"jaxtag.main failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
   return proc
@@ -34,13 +35,11 @@ def run_main(workdir, cache, *overrides, check=True, cwd=ROOT):
 def final_state(workdir):
   """The newest checkpoint's full train state, as numpy (params, BN stats, RNG, Adam moments, step)."""
   config, tags = checkpoint.read_run_info(workdir)
-  model = checkpoint.new_model(config, len(tags))
-  _, params, rest = step_lib.split_model(model)
-  like = step_lib.init_state(params, rest, step_lib.optimizer())
+  like = train_state.abstract(config, len(tags), sharding.make_mesh())
   ckpts = checkpoint.Checkpoints(workdir, keep=3)
   import orbax.checkpoint as ocp
   step = ckpts.latest_step()
-  out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(checkpoint.abstract(like))))
+  out = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like)))
   ckpts.close()
   return step, numpy_leaves(out["state"])
 
@@ -89,8 +88,8 @@ def test_end_to_end_smoke_run(full_run):
 
 def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
   workdir = tmp_path / "killed"
-  args = [*RESUME_ARGS, "--config.train.stall_at=20"]
-  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args), cwd=ROOT, start_new_session=True,
+  args = [*RESUME_ARGS, "--stall_after_save=20"]
+  proc = subprocess.Popen(main_cmd(workdir, corpus_cache, *args, module="tests.faults"), cwd=ROOT, start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     wait_for(lambda: (workdir / "checkpoints" / "20").is_dir(), proc)
@@ -99,7 +98,7 @@ def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
   assert proc.returncode == -signal.SIGKILL
-  resumed = run_main(workdir, corpus_cache, *args)
+  resumed = run_main(workdir, corpus_cache, *args, module="tests.faults")
   assert "resumed from" in resumed.stderr and "checkpoints/20" in resumed.stderr
   step_a, leaves_a = final_state(full_run)
   step_b, leaves_b = final_state(workdir)
@@ -137,7 +136,7 @@ def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, corpus_cache):
   workdir = tmp_path / "nan"
   proc = run_main(workdir, corpus_cache, "--config.train.steps=12", "--config.train.checkpoint_every=4",
-                  "--config.train.eval_every=100", "--config.train.inject_nan_at=5", check=False)
+                  "--config.train.eval_every=100", "--nan_at=5", check=False, module="tests.faults")
   assert proc.returncode != 0
   message = next(line for line in proc.stderr.splitlines() if "NaN guard: non-finite" in line)
   assert "loss" in message and "at step 6" in message and "last checkpoint (step 4) is intact" in message

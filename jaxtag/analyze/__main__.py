@@ -70,5 +70,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=())

@@ -14,7 +14,7 @@ import os
 import numpy as np
 from scipy import fft as sfft
 
-from jaxtag import report
+from jaxtag import choices, report
 from jaxtag.models.logmel import mel_filterbank
 
 N_FFT, HOP, N_MELS, N_MFCC = 512, 256, 40, 20
@@ -87,7 +87,7 @@ def fit_predict(x_train, y_train, x_test, seed: int = 0, max_iter: int = 100) ->
   training rate.
   """
   from sklearn.ensemble import HistGradientBoostingClassifier
-  y_train = np.asarray(y_train) >= 0.5
+  y_train = np.asarray(y_train) >= choices.POSITIVE_THRESHOLD
   ok = ~np.isnan(x_train).any(axis=1)
   x_train, y_train = x_train[ok], y_train[ok]
   out = np.full((len(x_test), y_train.shape[1]), np.nan, np.float32)

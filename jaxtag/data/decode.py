@@ -14,6 +14,8 @@ import soundfile as sf
 import soxr
 from etils import epath
 
+from jaxtag import paths
+
 # Order is part of the contract: the pipeline's ``bad`` array has one column per reason, in this order.
 BAD_REASONS = (
     "missing",          # path does not exist
@@ -49,7 +51,7 @@ class DecodeError(Exception):
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
   """Decodes ``path`` to float32 mono at ``sample_rate`` (soxr, high quality), or raises DecodeError."""
   source = path
-  if "://" in path:   # gs:// etc. through etils.epath: one whole-object read, decoded from memory
+  if paths.is_remote(path):   # gs:// etc. through etils.epath: one whole-object read, decoded from memory
     remote = epath.Path(path)
     if not remote.exists():
       raise DecodeError("missing", path)

@@ -295,8 +295,21 @@ def ensure_corpus(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: s
   return manifest
 
 
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  from absl import flags
+  flags.DEFINE_string("out", None, "Output directory.")
+  flags.DEFINE_integer("n", 2000, "Number of clips.")
+  flags.DEFINE_integer("seed", 0, "Corpus seed.")
+  flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
+  flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
+  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
+
+
 def main(argv):
   del argv
+  from absl import flags
+  FLAGS = flags.FLAGS
   t0 = time.time()
   path = generate(FLAGS.out, FLAGS.n, FLAGS.seed, FLAGS.clip_seconds, FLAGS.format, FLAGS.workers)
   dt = time.time() - t0
@@ -304,13 +317,6 @@ def main(argv):
                     "clips_per_s": round(FLAGS.n / dt, 2)}))
 
 
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("out", None, "Output directory.", required=True)
-  flags.DEFINE_integer("n", 2000, "Number of clips.")
-  flags.DEFINE_integer("seed", 0, "Corpus seed.")
-  flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
-  flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
-  FLAGS = flags.FLAGS
-  app.run(main)
+if __name__ == "__main__":   # spawned generation workers re-import __main__
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("out",))

@@ -1,65 +1,35 @@
-"""One index form for every dataset: ``Song`` rows and a ``SongIndex``, built without opening any audio.
+"""One index form for every dataset (``songs.Song`` rows in a ``songs.SongIndex``), built without opening any audio.
 
 Corpora hold 25k-1M files, so the index is built from label files alone; decode problems are found and
 counted later, by the loader workers. ``load_songs(data_cfg)`` dispatches on ``data_cfg.dataset``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
-import numpy as np
 from etils import epath
 
+from jaxtag import choices, paths
 from jaxtag.data import manifest as manifest_lib
+from jaxtag.data.songs import Song, SongIndex  # noqa: F401  (the index's row types, re-exported)
 
-DATASETS = ("generated", "rendered", "mtt", "msd", "manifest")
-SHORT_POLICIES = ("pad", "skip")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Song:
-  id: str
-  path: str
-  targets: np.ndarray          # float32 (n_tags,): binary tags or graded values in [0, 1]
-  split: str                   # train | valid | test
-  artist: str | None = None
-
-
-@dataclasses.dataclass
-class SongIndex:
-  """All songs of a dataset with their tags; ``excluded`` counts rows dropped at index time, by cause."""
-  tags: list[str]
-  songs: list[Song]
-  graded: bool = False
-  excluded: dict[str, int] = dataclasses.field(default_factory=dict)
-  train_pool: int = 0          # train songs before the ``train_size`` subset
-
-  def split(self, name: str) -> list[Song]:
-    if name not in manifest_lib.SPLITS:
-      raise ValueError(f"unknown split {name!r}; valid: {list(manifest_lib.SPLITS)}")
-    return [s for s in self.songs if s.split == name]
-
-  def counts(self) -> dict[str, int]:
-    return {name: sum(s.split == name for s in self.songs) for name in manifest_lib.SPLITS}
+DATASETS, SHORT_POLICIES = choices.DATASETS, choices.SHORT_POLICIES
 
 
 def validate(data_cfg) -> None:
   """Fails at start, naming the valid choices or the key to set, instead of deep inside a worker."""
-  if data_cfg.dataset not in DATASETS:
-    raise ValueError(f"unknown data.dataset {data_cfg.dataset!r}; valid: {list(DATASETS)}")
-  if data_cfg.short_policy not in SHORT_POLICIES:
-    raise ValueError(f"unknown data.short_policy {data_cfg.short_policy!r}; valid: {list(SHORT_POLICIES)}")
+  choices.check("data.dataset", data_cfg.dataset, DATASETS)
+  choices.check("data.short_policy", data_cfg.short_policy, SHORT_POLICIES)
   need = {"mtt": ("annotations",), "manifest": ("manifest",)}.get(data_cfg.dataset, ())
   for key in need:
     if not getattr(data_cfg, key):
-      raise ValueError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
+      raise choices.ConfigError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
   if data_cfg.dataset == "msd" and not any(data_cfg.labels.values()):
-    raise ValueError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
+    raise choices.ConfigError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
   if data_cfg.dataset == "mtt" and data_cfg.mtt_split == "clean" and not data_cfg.split_lists:
-    raise ValueError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
+    raise choices.ConfigError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
   if data_cfg.chunk_seconds <= 0 or data_cfg.chunks_per_song < 1:
-    raise ValueError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
+    raise choices.ConfigError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
 
 
 def read_tags_file(path: str) -> list[str]:
@@ -67,16 +37,7 @@ def read_tags_file(path: str) -> list[str]:
           if line.strip() and not line.startswith("#")]
 
 
-def join(base: str, path: str) -> str:
-  """``base/path`` for local and ``gs://`` bases; a ``path`` that is absolute or a URL stays as it is."""
-  if "://" in path or not base:
-    return path
-  return os.path.join(base, path)
-
-
-def parent(path: str) -> str:
-  """The directory of a local path (made absolute) or of a ``gs://`` URL (``abspath`` would mangle it)."""
-  return path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(os.path.abspath(path))
+join, parent = paths.join, paths.parent   # used by the readers of each data set
 
 
 def packaged_tags(name: str) -> list[str]:
@@ -92,7 +53,7 @@ def subset_train(index: SongIndex, train_size: int) -> SongIndex:
   if train_size <= 0 or train_size == len(train):
     return index
   if train_size > len(train):
-    raise ValueError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
+    raise choices.ConfigError(f"data.train_size={train_size} exceeds the train pool of {len(train)} songs")
   keep = {id(s) for s in sorted(train, key=lambda s: manifest_lib.stable_hash("train_size", s.id))[:train_size]}
   index.songs = [s for s in index.songs if s.split != "train" or id(s) in keep]
   return index

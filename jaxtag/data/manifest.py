@@ -18,7 +18,9 @@ from collections import Counter
 import numpy as np
 from etils import epath
 
-SPLITS = ("train", "valid", "test")
+from jaxtag import choices
+
+SPLITS = choices.SPLITS
 
 
 def stable_hash(*parts) -> int:
@@ -89,7 +91,7 @@ def targets_matrix(rows: list[dict], tags: list[str], graded: bool, path: str) -
         v = float(v)
         if not 0.0 <= v <= 1.0 or t not in col:
           raise ValueError(f"{path}: row {i}: target {t!r}={v} must be a known tag with a value in [0, 1]")
-        y[i, col[t]] = v if graded else float(v >= 0.5)
+        y[i, col[t]] = v if graded else float(v >= choices.POSITIVE_THRESHOLD)
     else:
       for t in r["tags"]:
         if t not in col:

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from jaxtag.data.index import Song, SongIndex
+from jaxtag.data.songs import Song, SongIndex
 
 
 def read_labels(spec: str) -> tuple[list[str], np.ndarray]:

@@ -17,10 +17,12 @@ import pickle
 import numpy as np
 from etils import epath
 
-from jaxtag.data.index import Song, SongIndex
-from jaxtag.data.index import join as index_join
+from jaxtag import choices
 
-SPLITS = ("pons", "clean")
+from jaxtag.data.songs import Song, SongIndex
+from jaxtag.paths import join as index_join
+
+SPLITS = choices.MTT_SPLITS
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release
 PONS_SPLIT = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
 

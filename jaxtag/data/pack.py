@@ -21,7 +21,7 @@ import time
 
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxtag.data import index as index_lib
@@ -139,10 +139,22 @@ def pack_config(data_cfg, out: str, split: str, **kwargs) -> dict:
   return pack_split(cfg, songs, packed.split_dir(out, split), **kwargs)
 
 
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py.", lock_config=True)
+  flags.DEFINE_string("out", None, "Output directory; each split goes to OUT/<split>/.")
+  flags.DEFINE_list("split", ["train"], "Splits to pack (train, valid, test).")
+  flags.DEFINE_enum("encoding", "auto", list(packed.PACK_ENCODINGS), "Audio encoding (see jaxtag/data/packed.py).")
+  flags.DEFINE_integer("workers", 0, "Decoding processes (0 = one per CPU).")
+  flags.DEFINE_integer("songs_per_shard", 512, "Songs per ArrayRecord shard (fixes the shard layout of a pack).")
+
+
+FLAGS = flags.FLAGS
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  FLAGS = flags.FLAGS
   for split in FLAGS.split:
     meta = pack_config(FLAGS.config.data, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,
                        songs_per_shard=FLAGS.songs_per_shard)
@@ -151,11 +163,5 @@ def main(argv):
 
 
 if __name__ == "__main__":   # required: spawned pack workers re-import __main__
-  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py.", lock_config=True)
-  flags.DEFINE_string("out", None, "Output directory; each split goes to OUT/<split>/.")
-  flags.DEFINE_list("split", ["train"], "Splits to pack (train, valid, test).")
-  flags.DEFINE_enum("encoding", "auto", list(packed.PACK_ENCODINGS), "Audio encoding (see jaxtag/data/packed.py).")
-  flags.DEFINE_integer("workers", 0, "Decoding processes (0 = one per CPU).")
-  flags.DEFINE_integer("songs_per_shard", 512, "Songs per ArrayRecord shard (fixes the shard layout of a pack).")
-  flags.mark_flags_as_required(["config", "out"])
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("config", "out"))

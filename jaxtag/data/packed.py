@@ -1,4 +1,5 @@
-"""Packed songs: one ArrayRecord record per song of decoded 16-kHz audio, and the reader that serves chunks.
+"""Packed songs: one ArrayRecord record per song of decoded 16-kHz audio (the format; ``readers.PackedReader``
+serves chunks from it).
 
 Why: decoding mp3/FLAC and resampling every epoch costs far more CPU than a training step can wait for on a
 fast accelerator, and one small file per song makes I/O random (the authors' MSD runs were I/O-bound at
@@ -24,16 +25,11 @@ zero-copy slice of the record converted to float32: the song is never decoded wh
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 
-import grain
 import numpy as np
 import soundfile as sf
-
-from jaxtag.data.decode import BAD_REASONS, DecodeError
-from jaxtag.data.pipeline import SongReader
 
 ENCODINGS = ("pcm16", "float32", "flac", "bad")
 PACK_ENCODINGS = ("auto", "pcm16", "float32", "flac")
@@ -107,56 +103,3 @@ def split_dir(packed_dir: str, split: str) -> str:
 
 def is_packed(packed_dir: str, split: str) -> bool:
   return bool(packed_dir) and os.path.exists(os.path.join(split_dir(packed_dir, split), "pack.json"))
-
-
-class PackedReader(SongReader):
-  """Song i of ``ids`` -> float32 audio from a packed split, with the interface of pipeline's ``SongReader``.
-
-  Lengths and bad reasons come from ``songs.npz`` (no I/O), so a chunk's random start is drawn exactly as
-  the file reader draws it, then only the record of that song is read and sliced. Songs are matched by id,
-  so one pack of the whole train pool serves every ``train_size`` subset and process shard.
-  """
-
-  def __init__(self, directory: str, ids: list[str], sample_rate: int, chunk_len: int, short_policy: str):
-    meta = json.loads(open(os.path.join(directory, "pack.json")).read())
-    if meta["sample_rate"] != sample_rate:
-      raise ValueError(f"{directory} was packed at {meta['sample_rate']} Hz, the config wants {sample_rate} Hz")
-    table = np.load(os.path.join(directory, "songs.npz"))
-    position = {sid: k for k, sid in enumerate(table["id"].tolist())}
-    missing = [sid for sid in ids if sid not in position]
-    if missing:
-      raise ValueError(f"{len(missing)} songs are not in the pack {directory} (e.g. {missing[:3]}); "
-                       "re-run `python -m jaxtag.data.pack` for this config")
-    super().__init__([f"{directory}#{sid}" for sid in ids], sample_rate, chunk_len, short_policy)
-    self.directory, self.ids = directory, list(ids)
-    self.keys = np.asarray([position[sid] for sid in ids], np.int64)
-    self.lengths, self.reasons = table["length"][self.keys], table["reason"][self.keys]
-    self.source = grain.sources.ArrayRecordDataSource(
-        [os.path.join(directory, s["file"]) for s in meta["shards"]])
-
-  def __repr__(self) -> str:
-    return f"PackedReader({self.directory}, n={len(self.ids)}, chunk_len={self.chunk_len})"
-
-  def length(self, i: int) -> int:
-    """Samples song i yields after the short policy, or DecodeError (the reason found at pack time)."""
-    if self.reasons[i] >= 0:
-      raise DecodeError(BAD_REASONS[self.reasons[i]], self.paths[i], "found at pack time")
-    n = int(self.lengths[i])
-    if n < self.chunk_len:
-      if self.short_policy == "skip":
-        raise DecodeError("too_short", self.paths[i], f"{n} < {self.chunk_len} samples")
-      return self.chunk_len
-    return n
-
-  def read_chunk(self, i: int, rng: np.random.Generator) -> np.ndarray:
-    n = self._guard(i, self.length)
-    start = int(rng.integers(n - self.chunk_len + 1))   # the same draw as SongReader.read_chunk
-    return self.samples(i, start, self.chunk_len)
-
-  def _read(self, i: int) -> np.ndarray:
-    return self.samples(i, 0, self.length(i))
-
-  def samples(self, i: int, start: int, count: int) -> np.ndarray:
-    """Samples ``[start, start + count)`` of song i, zero-padded past its end (short songs under ``pad``)."""
-    audio = decode_record(self.source[int(self.keys[i])], start, count)["audio"]
-    return audio if len(audio) == count else np.pad(audio, (0, count - len(audio)))

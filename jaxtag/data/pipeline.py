@@ -11,8 +11,8 @@ in the main process to a fixed batch with ``song = -1`` padding rows. It decodes
 threads in-process unless ``data.eval_num_workers > 0``: a fresh eval iterator would start its workers on
 every evaluation, which costs more than decoding a smoke-size split (measured: 8.9 s vs 0.4 s for 240 songs).
 
-Audio comes from a ``SongReader`` (song index -> decoded audio, or one random chunk of it): audio files,
-or ``packed.PackedReader`` when ``data.packed_dir`` holds the split, which yields identical chunks for
+Audio comes from a ``readers.SongReader`` (song index -> decoded audio, or one random chunk of it): audio files,
+or ``readers.PackedReader`` when ``data.packed_dir`` holds the split, which yields identical chunks for
 identical seeds. Worker and thread counts of -1 are resolved from the machine (``tuning.py``). Workers stay
 numpy-only.
 """
@@ -20,73 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 import grain
-from absl import logging
 
 from jaxtag.data import tuning
-from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
+from jaxtag.data.decode import BAD_REASONS, DecodeError
+from jaxtag.data.readers import SongReader, chunk_len, song_reader  # noqa: F401  (the chunk-reading seam)
 
 MAX_REPLACEMENTS = 64   # a chunk gives up (and raises) after this many bad songs in a row: the corpus is broken
-
-
-class SongReader:
-  """Song i -> float32 mono audio of at least one chunk (``short_policy`` pad) or DecodeError, from audio files.
-
-  ``read_chunk(i, rng)`` is what the train pipeline calls: it draws the chunk start from ``rng`` after the
-  song's length is known, so a reader that knows lengths without decoding (``packed.PackedReader``) draws the
-  same start and reads only the chunk. Known-bad songs are remembered per process so a broken file is decoded
-  (and logged) once per worker, while every skip is still counted. ``__repr__`` is stable (no addresses):
-  grain may record it in state.
-  """
-
-  def __init__(self, paths: list[str], sample_rate: int, chunk_len: int, short_policy: str):
-    self.paths, self.sample_rate, self.chunk_len, self.short_policy = list(paths), sample_rate, chunk_len, short_policy
-    self._bad: dict[int, DecodeError] = {}
-
-  def __len__(self) -> int:
-    return len(self.paths)
-
-  def __repr__(self) -> str:
-    return f"SongReader(n={len(self.paths)}, sample_rate={self.sample_rate}, chunk_len={self.chunk_len})"
-
-  def read(self, i: int) -> np.ndarray:
-    return self._guard(i, self._read)
-
-  def read_chunk(self, i: int, rng: np.random.Generator) -> np.ndarray:
-    audio = self.read(i)
-    start = int(rng.integers(len(audio) - self.chunk_len + 1))
-    return audio[start:start + self.chunk_len]
-
-  def _guard(self, i: int, fn):
-    """``fn(i)``, remembering and logging (once) a DecodeError for song i."""
-    if i in self._bad:
-      raise self._bad[i]
-    try:
-      return fn(i)
-    except DecodeError as e:
-      self._bad[i] = e
-      logging.warning("skipping bad audio (%s): %s %s", e.reason, e.path, e.detail)
-      raise
-
-  def _read(self, i: int) -> np.ndarray:
-    audio = load_audio(self.paths[i], self.sample_rate)
-    if len(audio) < self.chunk_len:
-      if self.short_policy == "skip":
-        raise DecodeError("too_short", self.paths[i], f"{len(audio)} < {self.chunk_len} samples")
-      audio = np.pad(audio, (0, self.chunk_len - len(audio)))
-    return audio
-
-
-def song_reader(data_cfg, songs) -> SongReader:
-  """The reader for ``songs``: packed shards when ``data.packed_dir`` holds their split, else audio files."""
-  n = chunk_len(data_cfg)
-  split = songs[0].split if songs else ""
-  if data_cfg.packed_dir and all(s.split == split for s in songs):
-    from jaxtag.data import packed
-    if packed.is_packed(data_cfg.packed_dir, split):
-      return packed.PackedReader(packed.split_dir(data_cfg.packed_dir, split), [s.id for s in songs],
-                                 data_cfg.sample_rate, n, data_cfg.short_policy)
-    logging.info("%s has no packed %r split: reading its audio files", data_cfg.packed_dir, split)
-  return SongReader([s.path for s in songs], data_cfg.sample_rate, n, data_cfg.short_policy)
 
 
 class _RandomChunk(grain.transforms.RandomMap):
@@ -109,10 +48,6 @@ class _RandomChunk(grain.transforms.RandomMap):
       raise RuntimeError(f"{MAX_REPLACEMENTS} bad songs in a row in {self.reader!r} (last: {last}); "
                          "is the corpus broken?")
     return {"audio": audio, "targets": self.targets[song], "bad": bad}
-
-
-def chunk_len(data_cfg) -> int:
-  return int(round(data_cfg.chunk_seconds * data_cfg.sample_rate))
 
 
 def _prefetch(ds: grain.IterDataset, num_workers: int, buffer_size: int) -> grain.IterDataset:

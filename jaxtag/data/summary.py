@@ -8,12 +8,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from jaxtag import choices
 from jaxtag.data import index as index_lib
 
-config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py.", lock_config=True)
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py.", lock_config=True)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -21,7 +26,7 @@ def summarize(data_cfg) -> dict:
   idx = index_lib.load_songs(data_cfg)
   y = np.stack([s.targets for s in idx.songs]) if idx.songs else np.zeros((0, len(idx.tags)), np.float32)
   splits = {name: np.array([s.split == name for s in idx.songs], bool) for name in ("train", "valid", "test")}
-  prevalence = (y > 0).mean(axis=0) if len(y) else np.zeros(len(idx.tags))
+  prevalence = (y >= choices.POSITIVE_THRESHOLD).mean(axis=0) if len(y) else np.zeros(len(idx.tags))
   return {
     "dataset": data_cfg.dataset,
     "songs": idx.counts(),
@@ -31,7 +36,7 @@ def summarize(data_cfg) -> dict:
     "n_tags": len(idx.tags),
     "tags": idx.tags,
     "prevalence": {t: round(float(p), 4) for t, p in zip(idx.tags, prevalence)},
-    "prevalence_per_split": {name: {t: round(float(p), 4) for t, p in zip(idx.tags, (y[m] > 0).mean(axis=0))}
+    "prevalence_per_split": {name: {t: round(float(p), 4) for t, p in zip(idx.tags, (y[m] >= choices.POSITIVE_THRESHOLD).mean(axis=0))}
                              for name, m in splits.items() if m.any()},
     "songs_without_tags": int((y.sum(axis=1) == 0).sum()),
   }
@@ -43,5 +48,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("config",))

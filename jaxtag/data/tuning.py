@@ -1,6 +1,6 @@
 """Loader settings from the machine: ``data.num_workers`` / ``data.read_threads`` of ``-1`` (the default) mean auto.
 
-Why these rules (measured on the 2-core CPU, BUILD_NOTES "Throughput"): a chunk from an audio file costs a
+Why these rules (measured on the 2-core CPU, docs/results.md "Throughput"): a chunk from an audio file costs a
 decode of the whole song (1-14 ms for an 8-s FLAC), so file reading wants every core but the one that runs
 the step (``cpus - 1`` workers); a packed chunk is one record read, a slice and an int16 -> float32
 conversion (0.06-0.2 ms), so a few workers keep any accelerator fed and more only cost start-up time and

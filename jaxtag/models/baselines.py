@@ -1,4 +1,4 @@
-"""The seed's baseline rows, each after its own publication (see BUILD_NOTES.md for sources and counts).
+"""The seed's baseline rows, each after its own publication (sources and counts: docs/design.md).
 
 All take ``(batch, samples)`` 16-kHz audio; the spectrogram ones compute the same on-device log-mel as the
 paper's models. ``width`` scales every filter/unit count (tests shrink it). Models whose flatten fixes

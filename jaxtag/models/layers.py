@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtag import choices
+
 # TF's variance_scaling_initializer() default (He, fan-in, truncated normal), as the authors used.
 HE = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 
@@ -26,8 +28,7 @@ class Hyper:
 
   @classmethod
   def from_config(cls, model_cfg) -> "Hyper":
-    if model_cfg.dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"model.dtype must be 'float32' or 'bfloat16', got {model_cfg.dtype!r}")
+    choices.check("model.dtype", model_cfg.dtype, choices.DTYPES)
     return cls(float(model_cfg.bn_epsilon), float(model_cfg.bn_momentum), jnp.dtype(model_cfg.dtype))
 
   def bn(self, features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:

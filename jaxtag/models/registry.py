@@ -9,6 +9,7 @@ from typing import Callable
 
 from flax import nnx
 
+from jaxtag import choices
 from jaxtag.models import baselines
 from jaxtag.models.backend import Backend
 from jaxtag.models.layers import Hyper
@@ -73,8 +74,12 @@ _BUILDERS: dict[str, Callable] = {
 MODELS = tuple(_BUILDERS)
 
 
+def check_name(name: str) -> None:
+  """Unknown model names raise ``choices.ConfigError`` listing the valid ones (the trainer checks at start)."""
+  choices.check("model.name", name, MODELS)
+
+
 def build_model(model_cfg, n_tags: int, *, sample_rate: int, rngs: nnx.Rngs) -> nnx.Module:
   """Builds ``model_cfg.name`` with its hyper-parameters; unknown names raise and list the valid ones."""
-  if model_cfg.name not in _BUILDERS:
-    raise ValueError(f"unknown model {model_cfg.name!r}; valid names: {', '.join(MODELS)}")
+  check_name(model_cfg.name)
   return _BUILDERS[model_cfg.name](model_cfg, int(n_tags), int(sample_rate), Hyper.from_config(model_cfg), rngs)

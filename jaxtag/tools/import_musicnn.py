@@ -17,8 +17,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from jaxtag import checkpoint
-from jaxtag.models import registry
+from jaxtag import checkpoint, train_state
 from jaxtag.models.musicnn import Musicnn, MusicnnVGG
 from jaxtag.models.musicnn_tags import MSD_LABELS, MTT_LABELS
 
@@ -109,17 +108,20 @@ def import_musicnn(weights: str, out: str, name: str | None = None):
   name = name or guess_model(weights)
   config = musicnn_config(name)
   tags = list(MTT_LABELS if name.startswith("MTT") else MSD_LABELS)
-  model = registry.build_model(config.model, len(tags), sample_rate=config.data.sample_rate,
-                               rngs=nnx.Rngs(params=0, dropout=1))
+  model = train_state.new_model(config, len(tags))
   load_into_model(weights, model)
   checkpoint.save_inference_checkpoint(out, config, model, tags)
   return config, model
 
 
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("weights", None, "musicnn *_weights.npz, or a musicnn TF checkpoint directory.")
+  flags.DEFINE_string("out", None, "Run directory to write.")
+  flags.DEFINE_enum("model", None, MUSICNN_MODELS, "Which musicnn model (default: from the weights' name).")
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights", None, "musicnn *_weights.npz, or a musicnn TF checkpoint directory.")
-flags.DEFINE_string("out", None, "Run directory to write.")
-flags.DEFINE_enum("model", None, MUSICNN_MODELS, "Which musicnn model (default: from the weights' name).")
 
 
 def main(argv):
@@ -130,5 +132,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["weights", "out"])
-  app.run(main)
+  from jaxtag import cli
+  cli.run(main, define_flags, required=("weights", "out"))
