@@ -144,7 +144,8 @@ def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None 
     rows.append(run_cell(module, cell, cdir, extra, overrides))
     if not was_done:
       rate = (time.time() - t0) / (k + 1)
-      logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo), rate * (len(todo) - k - 1))
+      logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo),
+                   rate * (len(todo) - k - 1))
   if study.baseline:
     for size in sorted(set(study.train_sizes)):
       rows.append(run_baseline(module, int(size), os.path.join(workdir, "baseline", f"n{size}"), extra, overrides))

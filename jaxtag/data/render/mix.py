@@ -1,4 +1,5 @@
-"""The mix bus (part levels are set in the render, see ``render.render_parts``): EQ, compression, reverb, loudness, 16 kHz and an MP3 round trip.
+"""The mix bus (part levels are set in the render, see ``render.render_parts``):
+EQ, compression, reverb, loudness, 16 kHz and an MP3 round trip.
 
 Effects come from ``pedalboard`` (GPL-3; Spotify's JUCE wrapper, manylinux wheels, LAME inside its
 ``MP3Compressor``). An artist fixes the bus (EQ curve, room, compression, MP3 quality, loudness centre),
