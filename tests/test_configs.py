@@ -16,7 +16,7 @@ def test_every_config_builds(name, arg):
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   assert config.model.name in ("waveform", "spectrogram")
   if arg and "smoke" in arg:
-    assert config.data.dataset == "generated" and config.train.steps <= 600
+    assert config.data.dataset == ("rendered" if name == "smoke" else "generated") and config.train.steps <= 800
   if arg and "steps=7" in arg:
     assert config.train.steps == 7
 

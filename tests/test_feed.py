@@ -12,7 +12,8 @@ BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
 def _tiny(workdir_cache, steps):
   c = smoke.get_config()
-  c.data.update(generated_n=32, generated_clip_seconds=3.0, chunk_seconds=1.0, cache_dir=workdir_cache,
+  c.data.update(dataset="generated", generated_n=32, generated_clip_seconds=3.0,
+                chunk_seconds=1.0, cache_dir=workdir_cache,
                 num_workers=0)
   c.train.update(global_batch_size=16, steps=steps, checkpoint_every=2, eval_every=1000, log_every=2,
                  metrics_every=2)

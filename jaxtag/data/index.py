@@ -97,6 +97,11 @@ def load_songs(data_cfg) -> SongIndex:
     path = generate.ensure_corpus(data_cfg.generated_n, data_cfg.generated_seed, data_cfg.generated_clip_seconds,
                                   data_cfg.generated_format, data_cfg.cache_dir)
     index = from_manifest(path, "", tags or list(generate.TAGS), graded, False)
+  elif data_cfg.dataset == "rendered":   # SoundFont renderings (jaxtag/data/render), same generated_* keys
+    from jaxtag.data.render import corpus, label
+    path = corpus.ensure_corpus(data_cfg.generated_n, data_cfg.generated_seed, data_cfg.generated_clip_seconds,
+                                data_cfg.generated_format, data_cfg.cache_dir)
+    index = from_manifest(path, "", tags or list(label.TAGS), graded, False)
   elif data_cfg.dataset == "manifest":
     index = from_manifest(data_cfg.manifest, data_cfg.root, tags, graded, data_cfg.artist_split)
   elif data_cfg.dataset == "mtt":
