@@ -128,7 +128,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   if not os.path.exists(os.path.join(workdir, "config.json")):
     raise choices.ConfigError(f"--workdir={workdir} has no config.json: not a jaxtag run directory")
   engine = Engine(workdir, which, batch=batch, embeddings=embeddings)
-  contract, tags, B = prep.contract_of(engine.config), engine.tags, engine.batch
+  contract, tags, B = prep.contract_of(engine.config, workdir), engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
   os.makedirs(out, exist_ok=True)
   if pi == 0:
@@ -217,7 +217,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
         continue
       if distributed.all_processes(buffered == 0 and not inflight and exhausted):
         break
-      x = np.zeros((B, contract.chunk), np.float32)
+      x = np.zeros((B, *contract.input_shape), np.float32)
       owners = []
       while queue and len(owners) < B:
         item = queue[0]

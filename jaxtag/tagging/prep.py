@@ -1,30 +1,25 @@
-"""The one place where ``jaxtag.tag`` turns a decoded waveform into model inputs.
+"""The one place where ``jaxtag.tag`` turns a decoded waveform into model inputs: the run's preprocessing
+contract (``jaxtag.contract``), the same one ``predict`` and ``evaluate`` use.
 
-For now this is exactly what ``jaxtag.predict`` does (its ``chunk_wave``: non-overlapping chunks of the
-run's chunk length, the tail dropped, a file shorter than one chunk zero-padded to one), so tag and predict
-give the same scores. Imported musicnn runs compute their own log-mel inside the model (``musicnn_compat``),
-so they go through the same path; when a run's stored preprocessing contract lands, switch here only.
-Numpy-only: it runs in the decode worker processes.
+So a trained run is tagged in non-overlapping chunks of its chunk length, and an imported musicnn run in
+musicnn's own 187-frame patches of one whole-file log-mel (with its float16 rounding): tag, predict and
+musicnn give the same scores. Numpy-only: it runs in the decode worker processes (the contract is a
+picklable dataclass).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
+from jaxtag import contract as contract_lib
 
-class Contract(NamedTuple):
-  """What the workers need to know about the run: picklable, no config objects."""
-  sample_rate: int
-  chunk: int   # samples per model input
+Contract = contract_lib.Contract
 
 
-def contract_of(config) -> Contract:
-  rate = int(config.data.sample_rate)
-  return Contract(rate, int(round(config.data.chunk_seconds * rate)))
+def contract_of(config, workdir: str | None = None) -> Contract:
+  """The run's contract: its ``contract.json`` when ``workdir`` is given (checked against the config)."""
+  return contract_lib.for_run(workdir, config) if workdir else contract_lib.from_config(config)
 
 
 def model_inputs(wave: np.ndarray, contract: Contract) -> np.ndarray:
-  """``(chunks, contract.chunk)`` float32 model inputs of one file."""
-  from jaxtag.predict import chunk_wave
-  return chunk_wave(wave, contract.chunk)
+  """``(inputs, *contract.input_shape)`` float32 model inputs of one file (``wave`` at the contract's rate)."""
+  return contract.model_inputs(wave, contract.sample_rate)
