@@ -1,7 +1,6 @@
 """The probe protocol: its selection and metrics equal scikit-learn's on the same embeddings, and the
 ``analyze probe`` command writes evaluate's report files with one table row per backbone."""
 import json
-import os
 import subprocess
 import sys
 
