@@ -54,6 +54,17 @@ def check(key: str, value, valid) -> None:
     raise ConfigError(f"unknown {key} {value!r}; valid: {', '.join(map(repr, valid))}")
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+  """A nested config dict as ``{"train.steps": 800, ...}`` (hparams tables, run-to-run comparisons)."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
 def check_fields(config) -> None:
   """Checks every declared choice that ``config`` sets (the model name is checked by the registry)."""
   for key, valid in FIELDS.items():

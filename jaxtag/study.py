@@ -53,38 +53,44 @@ def cell_config(module, arg: str, overrides: dict | None):
   return config
 
 
-def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
-  """Trains (or resumes) one cell, evaluates it on the test split, marks it done; returns its test metrics."""
-  from jaxtag import evaluate, train
+def _once(workdir: str, compute) -> dict:
+  """A cell's result row: read from its done marker, or ``compute()``d and written atomically, so a rerun
+  skips every finished cell and an interrupted one is simply computed again (its run resumes)."""
   done = os.path.join(workdir, CELL_DONE)
   if os.path.exists(done):
     with open(done) as f:
       return json.load(f)
-  config = cell_config(module, cell_arg(cell, extra), overrides)
-  t0 = time.time()
-  train.train_and_evaluate(config, workdir)
-  e = evaluate.evaluate(workdir, "test")
-  row = {**cell, "model": cell["frontend"], "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]),
-         "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1)}
+  row = compute()
   with open(done + ".tmp", "w") as f:
     json.dump(row, f)
   os.replace(done + ".tmp", done)
   return row
 
 
+def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+  """Trains (or resumes) one cell, evaluates it on the test split, marks it done; returns its test metrics."""
+  from jaxtag import evaluate, train
+
+  def compute():
+    config = cell_config(module, cell_arg(cell, extra), overrides)
+    t0 = time.time()
+    train.train_and_evaluate(config, workdir)
+    e = evaluate.evaluate(workdir, "test")
+    return {**cell, "model": cell["frontend"], "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]),
+            "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1)}
+  return _once(workdir, compute)
+
+
 def run_baseline(module, size: int, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
   from jaxtag.analyze import baseline
-  done = os.path.join(workdir, CELL_DONE)
-  if os.path.exists(done):
-    with open(done) as f:
-      return json.load(f)
-  config = cell_config(module, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
-  e = baseline.run(config, workdir, "test")
-  row = {"frontend": "baseline", "model": "baseline", "train_size": size, "seed": 0, "n_train": int(e["n_train"]),
-         "roc_auc": float(e["roc_auc"]), "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"])}
-  with open(done, "w") as f:
-    json.dump(row, f)
-  return row
+
+  def compute():
+    config = cell_config(module, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
+    e = baseline.run(config, workdir, "test")
+    return {"frontend": "baseline", "model": "baseline", "train_size": size, "seed": 0,
+            "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]), "pr_auc": float(e["pr_auc"]),
+            "rmse": float(e["rmse"])}
+  return _once(workdir, compute)
 
 
 def aggregate(rows: list[dict]) -> list[dict]:

@@ -135,7 +135,7 @@ def setup(config, workdir: str, hooks: list) -> Run:
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
     logging.info("resumed from %s/checkpoints/%d", workdir, start)
-  writer.write_hparams({"params": n_params, **_flat(config.to_dict())})
+  writer.write_hparams({"params": n_params, **choices.flatten(config.to_dict())})
   logging.info("training %s (%d params) on %d songs, %d tags, %d devices, global batch %d, steps %d..%d",
                config.model.name, n_params, len(train_songs), len(index.tags), mesh.devices.size,
                tc.global_batch_size, start, tc.steps)
@@ -302,13 +302,3 @@ def _check_config(config) -> None:
   registry.check_name(config.model.name)
   choices.check_fields(config)
   index_lib.validate(config.data)
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out

@@ -25,20 +25,10 @@ TRAINING_ONLY = ("model.dropout", "model.bn_momentum", "model.dtype")
 DATA_KEYS = ("data.sample_rate", "data.chunk_seconds")
 
 
-def _flat(d, prefix: str) -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def contract(config) -> dict:
   """The settings a model's weights are tied to: ``{"model.name": ..., "data.sample_rate": ..., ...}``."""
   c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  out = {k: v for k, v in _flat(c.get("model", {}), "model.").items() if k not in TRAINING_ONLY}
+  out = {k: v for k, v in choices.flatten(c.get("model", {}), "model.").items() if k not in TRAINING_ONLY}
   for key in DATA_KEYS:
     section, name = key.split(".")
     if name in c.get(section, {}):

@@ -24,6 +24,19 @@ def corpus_cache(tmp_path_factory):
   return str(tmp_path_factory.mktemp("corpus_cache"))
 
 
+def save_untrained_run(path: str) -> str:
+  """An untrained smoke-config model (numpy-corpus tags, 1-s chunks) saved as a run: tools that only need a
+  run directory (predict, tag) are tested without training."""
+  from configs import smoke
+  from jaxtag import checkpoint
+  from jaxtag.data import generate
+  config = smoke.get_config()
+  config.data.chunk_seconds = 1.0
+  tags = list(generate.TAGS)
+  checkpoint.save_inference_checkpoint(path, config, checkpoint.new_model(config, len(tags)), tags)
+  return path
+
+
 def data_config(**data):
   """A data config for in-process pipeline tests: 1-s chunks, no worker processes, one read thread."""
   from configs import common

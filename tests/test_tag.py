@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT
-from jaxtag import checkpoint, predict
+from conftest import ROOT, save_untrained_run
+from jaxtag import predict
 from jaxtag.data import decode
 from jaxtag.tagging import inputs, shards
 
@@ -27,14 +27,7 @@ N_GOOD = 24
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """An untrained smoke-config model saved as a run (1-s chunks)."""
-  from configs import smoke
-  from jaxtag.data import generate
-  config = smoke.get_config()
-  config.data.chunk_seconds = 1.0
-  tags = list(generate.TAGS)
-  w = str(tmp_path_factory.mktemp("tag_run"))
-  checkpoint.save_inference_checkpoint(w, config, checkpoint.new_model(config, len(tags)), tags)
-  return w
+  return save_untrained_run(str(tmp_path_factory.mktemp("tag_run")))
 
 
 @pytest.fixture(scope="module")

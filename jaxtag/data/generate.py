@@ -170,6 +170,18 @@ def _render_drums(pattern, seconds, beat, electronic, rng) -> np.ndarray:
   return buf
 
 
+def shared_degrees(level: dict, bpm: float, rms_db: float, mode: str) -> None:
+  """The clean degrees both generated corpora derive alike (in place, in this order: the order of ``level``
+  fixes the order of the label-noise draws): vocal absence, tempo, loudness, mode, electronic."""
+  level["no vocal"] = float(level["vocal"] == 0.0)
+  level["fast"] = float(np.clip((bpm - 110) / 40, 0, 1))
+  level["slow"] = float(np.clip((95 - bpm) / 35, 0, 1))
+  level["loud"] = float(np.clip((rms_db + 20) / 8, 0, 1))
+  level["quiet"] = float(np.clip((-26 - rms_db) / 8, 0, 1))
+  level["major"], level["minor"] = float(mode == "major"), float(mode == "minor")
+  level["electronic"] = max(level["techno"], level.get("synth", 0.0))
+
+
 def render_clip(index: int, n: int, seed: int, seconds: float) -> tuple[np.ndarray, dict]:
   """Composes and renders clip ``index`` of ``n``; returns (audio at 16 kHz, its row without path/split)."""
   artists = make_artists(n, seed)
@@ -210,13 +222,7 @@ def render_clip(index: int, n: int, seed: int, seconds: float) -> tuple[np.ndarr
   for (kind, _), g in zip(parts, gains):   # audibility in [0, 1]; inaudible parts lose their tag
     level[kind] = max(level.get(kind, 0.0), float(np.clip((g - (top - AUDIBLE_DB)) / AUDIBLE_DB, 0, 1)))
   level["vocal"] = max(level.get("female", 0.0), level.get("male", 0.0))
-  level["no vocal"] = float(level["vocal"] == 0.0)
-  level["fast"] = float(np.clip((bpm - 110) / 40, 0, 1))
-  level["slow"] = float(np.clip((95 - bpm) / 35, 0, 1))
-  level["loud"] = float(np.clip((rms_db + 20) / 8, 0, 1))
-  level["quiet"] = float(np.clip((-26 - rms_db) / 8, 0, 1))
-  level["major"], level["minor"] = float(mode == "major"), float(mode == "minor")
-  level["electronic"] = max(level["techno"], level.get("synth", 0.0))
+  shared_degrees(level, bpm, rms_db, mode)
   level["solo"] = float(sum(1 for (_, _), g in zip(parts, gains) if g > top - AUDIBLE_DB) == 1)
   clean = [a for a, v in level.items() if a in ATTRIBUTES and (v > 0.5 or (v > 0 and a not in DEGREES))]
   tags = set()
@@ -268,25 +274,35 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   return path
 
 
-def corpus_dir(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
+def cache_path(name: str, n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
+  """Where a generated corpus ``name`` (with its version) of these settings is cached."""
   root = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "jaxtag")
-  return os.path.join(root, f"generated-v{GENERATOR_VERSION}-n{n}-s{seed}-c{clip_seconds:g}-{fmt}")
+  return os.path.join(root, f"{name}-n{n}-s{seed}-c{clip_seconds:g}-{fmt}")
+
+
+def corpus_dir(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
+  return cache_path(f"generated-v{GENERATOR_VERSION}", n, seed, clip_seconds, fmt, cache_dir)
 
 
 def ensure_corpus(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
-  """Returns the cached corpus's manifest, generating it first if needed.
+  """Returns the cached corpus's manifest, generating it first if needed."""
+  return cached_corpus(corpus_dir(n, seed, clip_seconds, fmt, cache_dir),
+                       lambda tmp: generate(tmp, n, seed, clip_seconds, fmt))
+
+
+def cached_corpus(final: str, make) -> str:
+  """``final/manifest.jsonl``, made first by ``make(tmp_dir)`` if the cache does not hold it (every corpus).
 
   Generation goes to a private temp dir renamed into place at the end, so a reader never sees a half
   corpus and two racing processes both end with the same complete directory (the loser discards its copy).
   """
-  final = corpus_dir(n, seed, clip_seconds, fmt, cache_dir)
   manifest = os.path.join(final, "manifest.jsonl")
   if os.path.exists(manifest):
     return manifest
   os.makedirs(os.path.dirname(final), exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(final) + ".tmp-", dir=os.path.dirname(final))
   try:
-    generate(tmp, n, seed, clip_seconds, fmt)
+    make(tmp)
     os.rename(tmp, final)
   except OSError:
     if not os.path.exists(manifest):

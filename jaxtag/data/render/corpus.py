@@ -13,15 +13,13 @@ import functools
 import json
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 import soundfile as sf
 
-from jaxtag.data.generate import FORMATS
+from jaxtag.data.generate import FORMATS, cache_path, cached_corpus
 from jaxtag.data.manifest import artist_split
 from jaxtag.data.render import compose, label, mix, render, scores, voice
 
@@ -174,27 +172,13 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
 
 
 def corpus_dir(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
-  root = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "jaxtag")
-  return os.path.join(root, f"rendered-v{RENDER_VERSION}-n{n}-s{seed}-c{clip_seconds:g}-{fmt}")
+  return cache_path(f"rendered-v{RENDER_VERSION}", n, seed, clip_seconds, fmt, cache_dir)
 
 
 def ensure_corpus(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: str = "") -> str:
   """The cached corpus's manifest, rendered first if needed (into a temp dir renamed into place)."""
-  final = corpus_dir(n, seed, clip_seconds, fmt, cache_dir)
-  manifest = os.path.join(final, "manifest.jsonl")
-  if os.path.exists(manifest):
-    return manifest
-  os.makedirs(os.path.dirname(final), exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(final) + ".tmp-", dir=os.path.dirname(final))
-  try:
-    generate(tmp, n, seed, clip_seconds, fmt, cache_dir=cache_dir)
-    os.rename(tmp, final)
-  except OSError:
-    if not os.path.exists(manifest):
-      raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return manifest
+  return cached_corpus(corpus_dir(n, seed, clip_seconds, fmt, cache_dir),
+                       lambda tmp: generate(tmp, n, seed, clip_seconds, fmt, cache_dir=cache_dir))
 
 
 def main(argv):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxtag.data.generate import shared_degrees
 from jaxtag.data.render import compose, scores
 
 AUDIBLE_DB = 14.0
@@ -50,13 +51,7 @@ def levels(style: str, parts: list, gains_db: np.ndarray, bpm: float, mode: str,
       level[part.voice] = max(level.get(part.voice, 0.0), a)
   level["strings"] = max(level.get(k, 0.0) for k in ("strings", "violin", "cello"))
   level["vocal"] = max(level.get("vocal", 0.0), level.get("choir", 0.0))
-  level["no vocal"] = float(level["vocal"] == 0.0)
-  level["fast"] = float(np.clip((bpm - 110) / 40, 0, 1))
-  level["slow"] = float(np.clip((95 - bpm) / 35, 0, 1))
-  level["loud"] = float(np.clip((rms_db + 20) / 8, 0, 1))
-  level["quiet"] = float(np.clip((-26 - rms_db) / 8, 0, 1))
-  level["major"], level["minor"] = float(mode == "major"), float(mode == "minor")
-  level["electronic"] = max(level["techno"], level.get("synth", 0.0))
+  shared_degrees(level, bpm, rms_db, mode)
   solo = [p for p, a in zip(parts, audible) if a > 0]   # one audible player (a choir or string section is not)
   level["solo"] = float(len(solo) == 1 and solo[0].attr not in ("choir", "strings"))
   if composer:
