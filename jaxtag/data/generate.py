@@ -264,13 +264,18 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
       rows = list(pool.map(_write_clip, jobs, chunksize=max(1, n // (8 * workers))))
   else:
     rows = [_write_clip(j) for j in jobs]
+  return write_manifest(out, rows, TAGS, seed)
+
+
+def write_manifest(out: str, rows: list[dict], tags, seed: int) -> str:
+  """``out/manifest.jsonl`` (the rows with their artist-disjoint split) and ``out/tags.txt``: every corpus."""
   splits = artist_split([r["artist"] for r in rows], seed=seed)
   path = os.path.join(out, "manifest.jsonl")
   with open(path, "w") as f:
     for row, split in zip(rows, splits):
       f.write(json.dumps({**row, "split": split}) + "\n")
   with open(os.path.join(out, "tags.txt"), "w") as f:
-    f.write("\n".join(TAGS) + "\n")
+    f.write("\n".join(tags) + "\n")
   return path
 
 

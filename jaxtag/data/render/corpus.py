@@ -19,8 +19,7 @@ import time
 import numpy as np
 import soundfile as sf
 
-from jaxtag.data.generate import FORMATS, cache_path, cached_corpus
-from jaxtag.data.manifest import artist_split
+from jaxtag.data.generate import FORMATS, cache_path, cached_corpus, write_manifest
 from jaxtag.data.render import compose, label, mix, render, scores, voice
 
 RENDER_VERSION = 2
@@ -160,13 +159,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   finally:
     if pool:
       pool.shutdown()
-  splits = artist_split([r["artist"] for r in rows], seed=seed)
-  path = os.path.join(out, "manifest.jsonl")
-  with open(path, "w") as f:
-    for row, split in zip(rows, splits):
-      f.write(json.dumps({**row, "split": split}) + "\n")
-  with open(os.path.join(out, "tags.txt"), "w") as f:
-    f.write("\n".join(label.TAGS) + "\n")
+  path = write_manifest(out, rows, label.TAGS, seed)
   LAST_STATS.update(clips=n, wall_s=time.time() - t0, cpu_s_per_clip=cpu / max(n, 1), workers=workers)
   return path
 
