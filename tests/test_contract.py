@@ -111,7 +111,7 @@ def test_contract_from_config_and_run(tmp_path):
   from jaxtag.tools import import_musicnn
   config = smoke.get_config()
   c = contract.from_config(config)
-  assert c.kind == "chunks" and c.chunk_samples == 24000 and c.logmel["n_mels"] == 96
+  assert c.kind == "chunks" and c.chunk_samples == int(round(config.data.chunk_seconds * 16000)) and c.logmel["n_mels"] == 96
   assert contract.from_config(smoke.get_config("waveform")).logmel is None
   with pytest.raises(ValueError, match="musicnn runs only"):
     contract.from_config(config, overlap_seconds=1.0)
