@@ -14,7 +14,7 @@ from conftest import ROOT
 from jaxtag import evaluate, report
 from jaxtag.analyze import exclusive, popularity, scaling
 
-DATA = ["--config.data.dataset=generated", "--config.data.generated_n=100",
+DATA = ["--config.data.dataset=generated", "--config.data.dataset_title=jaxtag generated corpus", "--config.data.generated_n=100",
         "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1"]
 TRAIN = ["--config.train.global_batch_size=16", "--config.eval.batch_size=16", "--config.train.steps=20",
          "--config.train.eval_every=20", "--config.train.checkpoint_every=20", "--config.train.log_every=10"]

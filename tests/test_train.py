@@ -14,7 +14,8 @@ from conftest import ROOT
 from jaxtag import checkpoint, metrics, sharding, train_state
 from jaxtag import step as step_lib
 
-TINY = ["--config.data.dataset=generated", "--config.data.generated_n=32",
+TINY = ["--config.data.dataset=generated", "--config.data.dataset_title=jaxtag generated corpus",
+        "--config.data.generated_n=32",
         "--config.data.generated_clip_seconds=3", "--config.data.chunk_seconds=1",
         "--config.train.global_batch_size=16", "--config.eval.batch_size=16", "--config.eval.max_songs=6",
         "--config.train.log_every=2", "--config.train.metrics_every=2", "--config.train.learning_rate=0.003"]
