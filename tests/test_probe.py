@@ -70,7 +70,8 @@ def test_probe_command_writes_evaluate_reports(tmp_path, corpus_cache):
   from jaxtag.data import generate
   checkpoint.save_inference_checkpoint(str(tmp_path / "W"), config, model, list(generate.TAGS))
   cmd = [sys.executable, "-m", "jaxtag.analyze", "probe", str(tmp_path / "W"), f"--config={ROOT}/configs/smoke.py",
-         f"--config.data.cache_dir={corpus_cache}", "--config.data.generated_n=64",
+         f"--config.data.cache_dir={corpus_cache}", "--config.data.dataset=generated",
+         "--config.data.dataset_title=jaxtag generated corpus", "--config.data.generated_n=64",
          "--config.data.generated_clip_seconds=2", "--config.data.num_workers=0", "--config.data.read_threads=1",
          "--json"]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
