@@ -216,7 +216,7 @@ def test_worker_spills_big_inputs_and_caps_long_files(tmp_path, monkeypatch):
   from jaxtag.tagging import prep, worker
   p = str(tmp_path / "long.flac")
   sf.write(p, 0.2 * np.random.default_rng(2).standard_normal((int(6.5 * 22050), 2)), 22050)
-  contract = prep.Contract(16000, 16000)
+  contract = prep.Contract("chunks", 16000, 16000)   # 1-s waveform chunks at 16 kHz
   direct = worker.decode_file(p, contract, None)
   assert direct["chunks"].shape == (6, 16000) and direct["duration"] == pytest.approx(6.5, abs=1e-4)
   monkeypatch.setattr(worker, "SPILL_BYTES", 1000)
