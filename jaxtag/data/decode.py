@@ -234,19 +234,9 @@ def load_audio_stream(path: str, sample_rate: int, max_seconds: float | None = N
     wave = load_audio(path, sample_rate)
     seconds = len(wave) / sample_rate
     return (wave[:int(round(max_seconds * sample_rate))] if max_seconds else wave), seconds
-  if not os.path.exists(path):
-    raise DecodeError("missing", path)
-  if os.path.getsize(path) == 0:
-    raise DecodeError("empty", path, "0 bytes")
-  try:
-    f = sf.SoundFile(path)
-  except sf.LibsndfileError as e:
-    reason = "not_audio" if "recognised" in str(e) or "unknown format" in str(e).lower() else "corrupt"
-    raise DecodeError(reason, path, str(e)) from None
+  f = _open(path)   # missing, empty, not audio, corrupt header, absurd rate: the same reasons as load_audio
   with f:
     rate, declared = f.samplerate, f.frames
-    if not MIN_RATE <= rate <= MAX_RATE:
-      raise DecodeError("bad_sample_rate", path, f"{rate} Hz")
     limit = int(np.ceil(max_seconds * rate)) if max_seconds else None
     stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
     expected = min(declared, limit or declared) if 0 < declared < 2**62 else 0
