@@ -35,6 +35,8 @@ PEER = {  # the peer's model names -> jaxtag config getters (as the peer's bench
     "wave-x1-f512-u500": ("msd", "waveform"),
     "wave-x2-f64-u200": ("mtt", "waveform,small"),
     "wave-x4-f512-u500": ("mtt", "waveform"),
+    "smoke": ("smoke", ""),                       # README command 1's model (configs/smoke.py)
+    "smoke-waveform": ("smoke", "waveform"),
 }
 HEAVY = ("convolution", "dot", "fft", "select-and-scatter", "reduce-window", "scatter", "gather", "reduce",
          "custom-call", "sort")
@@ -46,7 +48,7 @@ def peer_config(name: str):
   if name not in PEER:
     raise SystemExit(f"unknown model {name!r}; valid: {', '.join(PEER)}")
   mod, arg = PEER[name]
-  return importlib.import_module(f"configs.{mod}").get_config(arg)
+  return importlib.import_module(f"configs.{mod}").get_config(arg or None)
 
 
 def hlo_labels(hlo_text: str) -> dict[str, tuple[str, str]]:

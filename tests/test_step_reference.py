@@ -45,3 +45,40 @@ def test_pooling_equals_reduce_window_with_ties():
     g_new = jax.grad(lambda t: jnp.sum(new(t) * w))(x)
     g_old = jax.grad(lambda t: jnp.sum(old(t) * w))(x)
     np.testing.assert_array_equal(g_new, g_old)
+
+
+def test_mel_branch_rewrite_equals_conv_relu_bn_max():
+  """``MelConvReluBN.pooled`` (banded conv + fused BN/max) equals ``max_over(ConvReluBN(x), 2)`` built from
+  ``nnx.Conv`` and ``nnx.BatchNorm``: output, running statistics and parameter gradients, in training mode
+  (with negative BN scales, so the min branch is taken, and all-zero ReLU columns, i.e. ties) and in
+  inference mode."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from jaxtag.models import layers
+  hp = layers.Hyper(bn_momentum=0.9)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((4, 30, 24, 1)).astype(np.float32))
+  x = x.at[:, :5].set(-1.0)                       # frames where every position is clipped by the ReLU
+  for kt, h, filters in [(7, 21, 3), (3, 9, 5), (1, 9, 2)]:
+    new = layers.MelConvReluBN(hp, 1, filters, (kt, h), rngs=nnx.Rngs(0))
+    old = layers.ConvReluBN(hp, 1, filters, (kt, h), rngs=nnx.Rngs(0))
+    scale = jnp.asarray(rng.standard_normal(filters).astype(np.float32))
+    new.bn.scale[...] = scale
+    old.bn.scale[...] = scale
+    w = jnp.asarray(rng.standard_normal((4, 30 - kt + 1, filters)).astype(np.float32))
+
+    def run(model, fused, train):
+      graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+      def loss(p):
+        m = nnx.merge(graphdef, p, rest, copy=True)
+        out = m.pooled(x, train) if fused else layers.max_over(m(x, train), 2)
+        return jnp.sum(out * w), (out, nnx.state(m, nnx.BatchStat))
+      (_, (out, stats)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+      return out, stats, grads
+
+    for train in (True, False):
+      got, want = run(new, True, train), run(old, False, train)
+      np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+      for a, b in zip(jax.tree.leaves(got[1:]), jax.tree.leaves(want[1:])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))) + 1e-6)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, Windowed, global_max_mean, max_over, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, MelConvReluBN, Windowed, global_max_mean, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
@@ -42,7 +42,7 @@ class Musicnn(nnx.Module):
     self.mel = mel
     n_mels, timbral, temporal = mel.n_mels, int(1.6 * 128 * width), int(1.6 * 32 * width)
     self.input_bn = hp.bn(1, rngs)                                                       # batch_normalization
-    self.timbral = nnx.List([ConvReluBN(hp, 1, timbral, (7, int(f * n_mels)), rngs=rngs)  # conv2d, conv2d_1
+    self.timbral = nnx.List([MelConvReluBN(hp, 1, timbral, (7, int(f * n_mels)), rngs=rngs)  # conv2d, conv2d_1
                              for f in (0.4, 0.7)])
     self.temporal = nnx.List([ConvReluBN(hp, 1, temporal, (taps, 1), padding="SAME", rngs=rngs)
                               for taps in (128, 64, 32)])                                 # conv2d_2..4
@@ -61,7 +61,7 @@ class Musicnn(nnx.Module):
   def features(self, spec: jax.Array, train: bool) -> jax.Array:
     """``(batch, frames, mels)`` log-mel -> penultimate ``(batch, units)``."""
     x = self.input_bn(spec[..., None], use_running_average=not train)
-    fe = [max_over(branch(pad_time(x, 3, 3), train), 2) for branch in self.timbral]
+    fe = [branch.pooled(pad_time(x, 3, 3), train) for branch in self.timbral]
     fe += [max_over(branch(x, train), 2) for branch in self.temporal]
     h = jnp.concatenate(fe, axis=-1)
     layers = [h]

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, max_over, pad_time
+from jaxtag.models.layers import ConvReluBN, Hyper, MelConvReluBN, max_over, pad_time
 from jaxtag.models.logmel import LogMelConfig, logmel
 
 TIMBRAL_TIMES, TIMBRAL_MULT = (7, 3, 1), (1, 2, 4)
@@ -27,7 +27,7 @@ class SpectrogramFrontend(nnx.Module):
   def __init__(self, hp: Hyper, mel: LogMelConfig, *, k: int, rngs: nnx.Rngs):
     self.mel = mel
     heights = (int(0.9 * mel.n_mels), int(0.4 * mel.n_mels))
-    self.timbral = nnx.List([ConvReluBN(hp, 1, k * m, (t, h), rngs=rngs)
+    self.timbral = nnx.List([MelConvReluBN(hp, 1, k * m, (t, h), rngs=rngs)
                              for h in heights for t, m in zip(TIMBRAL_TIMES, TIMBRAL_MULT)])
     self.temporal = nnx.List([ConvReluBN(hp, 1, k * m, (taps,), padding="SAME", rngs=rngs)
                               for taps, m in zip(TEMPORAL_TAPS, TEMPORAL_MULT)])
@@ -42,8 +42,7 @@ class SpectrogramFrontend(nnx.Module):
     outs = []
     for branch in self.timbral:
       t = branch.conv.kernel_size[0]
-      y = branch(pad_time(x, (t - 1) // 2, (t - 1) // 2), train)       # (B, T, F', filters)
-      outs.append(max_over(y, 2))
+      outs.append(branch.pooled(pad_time(x, (t - 1) // 2, (t - 1) // 2), train))   # max over mel positions
     envelope = jnp.mean(spec, axis=2, keepdims=True)                    # (B, T, 1)
     outs += [branch(envelope, train) for branch in self.temporal]
     return jnp.concatenate(outs, axis=-1)
