@@ -82,3 +82,31 @@ def test_mel_branch_rewrite_equals_conv_relu_bn_max():
       np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
       for a, b in zip(jax.tree.leaves(got[1:]), jax.tree.leaves(want[1:])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))) + 1e-6)
+
+
+def test_waveform_block_rewrite_equals_conv_relu_bn_pool():
+  """``ConvReluBN.pooled`` (fused BN + max-pool 3) equals ``max_pool_time(ConvReluBN(x), 3)``, with a tail frame
+  that only the BatchNorm statistics see, negative BN scales and tied (all-zero) windows; train and eval."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+  from jaxtag.models import layers
+  hp = layers.Hyper(bn_momentum=0.9)
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.standard_normal((3, 36, 5)).astype(np.float32))      # 34 conv frames: 11 windows + 1 tail
+  x = x.at[:, :6].set(0.0)
+  new = layers.ConvReluBN(hp, 5, 4, (3,), rngs=nnx.Rngs(0))
+  scale = jnp.asarray([1.5, -0.7, 0.3, -2.0], np.float32)
+  new.bn.scale[...] = scale
+  w = jnp.asarray(rng.standard_normal((3, 11, 4)).astype(np.float32))
+  graphdef, params, rest = nnx.split(new, nnx.Param, ...)
+  for train in (True, False):
+    outs = []
+    for fused in (True, False):
+      def loss(p):
+        m = nnx.merge(graphdef, p, rest, copy=True)
+        out = m.pooled(x, train, 3) if fused else layers.max_pool_time(m(x, train), 3)
+        return jnp.sum(out * w), (out, nnx.state(m, nnx.BatchStat))
+      outs.append(jax.jit(jax.value_and_grad(loss, has_aux=True))(params))
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(b))) + 1e-6)

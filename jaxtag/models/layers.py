@@ -67,6 +67,20 @@ class ConvReluBN(nnx.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     return self.bn(jax.nn.relu(self.conv(x)), use_running_average=not train)
 
+  def pooled(self, x: jax.Array, train: bool, size: int) -> jax.Array:
+    """``max_pool_time(self(x, train), size)`` for a ``(B, T, C)`` output (the waveform blocks' conv -> ReLU ->
+    BN -> max-pool), through ``relu_bn_pool`` in training mode."""
+    return self._pool(self.conv(x), train, size, lambda y: max_pool_time(y, size))
+
+  def _pool(self, y, train, size, plain):
+    bn = self.bn
+    if not train or bn.frozen or bn.use_running_average:
+      return plain(bn(jax.nn.relu(y), use_running_average=not train))
+    out, mean, var = relu_bn_pool(y, bn.scale[...], bn.bias[...], bn.epsilon, size)
+    bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
+    bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
+    return out.astype(bn.dtype or y.dtype)
+
 
 class MelConvReluBN(ConvReluBN):
   """``ConvReluBN`` for a (time x height) kernel over a one-channel ``(batch, time, mels, 1)`` log-mel, 'valid'
@@ -82,69 +96,68 @@ class MelConvReluBN(ConvReluBN):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     return self.bn(jax.nn.relu(banded_mel_conv(self.conv, x)), use_running_average=not train)
 
-  def pooled(self, x: jax.Array, train: bool) -> jax.Array:
-    """``max_over(self(x, train), 2)``, the branch's max over mel positions, ``(B, T', filters)``.
-
-    In training mode (BatchNorm on batch statistics) ``relu_bn_max`` computes it without materialising the
-    normalised ``(B, T', positions, filters)`` tensor and its arg-max mask, forward or backward; the running
-    statistics are updated exactly as ``nnx.BatchNorm`` does. Inference and frozen BatchNorm take the plain path.
-    """
-    bn = self.bn
-    y = banded_mel_conv(self.conv, x)
-    if not train or bn.frozen or bn.use_running_average:
-      return max_over(bn(jax.nn.relu(y), use_running_average=not train), 2)
-    out, mean, var = relu_bn_max(y, bn.scale[...], bn.bias[...], bn.epsilon)
-    bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
-    bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
-    return out.astype(bn.dtype or y.dtype)
+  def pooled(self, x: jax.Array, train: bool, size: int | None = None) -> jax.Array:
+    """``max_over(self(x, train), 2)``, the branch's max over all mel positions, ``(B, T', filters)``: the
+    positions of one frame are one pooling window of ``relu_bn_pool``."""
+    y = banded_mel_conv(self.conv, x)                                   # (B, T', P, C)
+    b, t, p, c = y.shape
+    return self._pool(y.reshape(b, t * p, c), train, p, lambda z: max_over(z.reshape(b, t, p, c), 2))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def relu_bn_max(y: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float):
-  """``(max over axis 2 of BN(relu(y)), batch mean, batch variance)`` for ``y`` of shape ``(B, T, P, C)`` and
-  BatchNorm on the batch statistics over ``(B, T, P)`` (flax's fast variance, clipped at 0).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def relu_bn_pool(y: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float, size: int):
+  """``(max_pool_time(BN(relu(y)), size), batch mean, batch variance)`` for ``y`` of shape ``(B, T, C)`` and
+  BatchNorm on the batch statistics over ``(B, T)`` (flax's fast variance, clipped at 0); the tail frames
+  beyond the last whole window count in the statistics only, as in the unfused layers.
 
-  The same function as ``max_over(nnx.BatchNorm(relu(y)), 2)``: the normalisation is a per-channel affine map
-  ``a * z + b``, so its max over positions is ``a * max(z) + b`` where ``a >= 0`` and ``a * min(z) + b`` where
-  ``a < 0``, taken at the same element (the first extremum, where the gradient goes, as ``max_over``). The
-  backward pass is BatchNorm's, with the upstream gradient nonzero only at the chosen elements; it is one
-  fused elementwise pass over ``y``.
+  Why: the same function as the three layers, without materialising the normalised tensor or a pooling mask
+  the size of ``y``, forward or backward (memory traffic is most of these layers' cost on a CPU). The
+  normalisation is a per-channel affine map ``a * z + b``, so the max of a window is ``a * max(z) + b`` where
+  ``a >= 0`` and ``a * min(z) + b`` where ``a < 0``, taken at the same element (the first extremum, where the
+  gradient goes, as ``max_argmax_grad``). The backward pass is BatchNorm's with the upstream gradient nonzero
+  only at the chosen elements, in one fused elementwise pass over ``y``.
   """
-  return _relu_bn_max_fwd(y, scale, bias, epsilon)[0]
+  return _relu_bn_pool_fwd(y, scale, bias, epsilon, size)[0]
 
 
-def _relu_bn_max_fwd(y, scale, bias, epsilon):
+def _windows(z, size):
+  n = z.shape[1] // size
+  return z[:, :n * size].reshape(z.shape[0], n, size, z.shape[2])
+
+
+def _relu_bn_pool_fwd(y, scale, bias, epsilon, size):
   z = jax.nn.relu(y.astype(jnp.float32))
-  mean, mean2 = z.mean((0, 1, 2)), jnp.square(z).mean((0, 1, 2))
+  mean, mean2 = z.mean((0, 1)), jnp.square(z).mean((0, 1))
   var = jnp.maximum(0.0, mean2 - jnp.square(mean))
   mul = jax.lax.rsqrt(var + epsilon) * scale
-  sign = jnp.where(mul >= 0, 1.0, -1.0)
-  idx = jnp.argmax(z * sign, axis=2)                                                   # (B, T, C)
-  picked = jnp.take_along_axis(z, idx[:, :, None, :], axis=2)[:, :, 0, :]
+  w = _windows(z, size)
+  idx = jnp.argmax(w * jnp.where(mul >= 0, 1.0, -1.0), axis=2)                          # (B, n, C)
+  picked = jnp.take_along_axis(w, idx[:, :, None, :], axis=2)[:, :, 0, :]
   out = (picked - mean) * mul + bias
-  small = jnp.int8 if z.shape[2] <= 127 else jnp.int32
+  small = jnp.int8 if size <= 127 else jnp.int32
   return (out, mean, var), (y, idx.astype(small), mean, var, scale, picked)
 
 
-def _relu_bn_max_bwd(epsilon, res, cts):
+def _relu_bn_pool_bwd(epsilon, size, res, cts):
   y, idx, mean, var, scale, picked = res
   g, g_mean, g_var = cts
-  n = y.shape[0] * y.shape[1] * y.shape[2]
+  n = y.shape[0] * y.shape[1]
   inv = jax.lax.rsqrt(var + epsilon)
-  xhat = (picked - mean) * inv                                                         # (B, T, C)
   d_bias = g.sum((0, 1))
-  d_scale = (g * xhat).sum((0, 1))
-  # out = (z_sel - mean) * inv * scale + bias: d/d mean and d/d var, plus the cotangents of the stats outputs
+  d_scale = (g * (picked - mean) * inv).sum((0, 1))
+  # out = (z_sel - mean) * inv * scale + bias: through mean and var (plus the stats outputs' own cotangents)
   d_mean = -scale * inv * d_bias + g_mean
-  d_var = -0.5 * scale * inv * inv * d_scale * (var > 0) + g_var * (var > 0)
+  d_var = (-0.5 * scale * inv * inv * d_scale + g_var) * (var > 0)
   z = jax.nn.relu(y.astype(jnp.float32))
-  hit = jax.lax.broadcasted_iota(idx.dtype, z.shape, 2) == idx[:, :, None, :]
-  dz = jnp.where(hit, (g * scale * inv)[:, :, None, :], 0.0) + d_mean / n + d_var * 2.0 * (z - mean) / n
+  hit = jax.lax.broadcasted_iota(idx.dtype, (g.shape[0], g.shape[1], size, g.shape[2]), 2) == idx[:, :, None, :]
+  direct = jnp.where(hit, (g * scale * inv)[:, :, None, :], 0.0).reshape(g.shape[0], -1, g.shape[2])
+  direct = jnp.pad(direct, ((0, 0), (0, y.shape[1] - direct.shape[1]), (0, 0)))        # the tail: stats only
+  dz = direct + d_mean / n + d_var * 2.0 * (z - mean) / n
   dy = jnp.where(y > 0, dz, 0.0).astype(y.dtype)
   return dy, d_scale.astype(scale.dtype), d_bias.astype(scale.dtype)
 
 
-relu_bn_max.defvjp(_relu_bn_max_fwd, _relu_bn_max_bwd)
+relu_bn_pool.defvjp(_relu_bn_pool_fwd, _relu_bn_pool_bwd)
 
 
 def banded_mel_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:

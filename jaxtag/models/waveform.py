@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, max_pool_time
+from jaxtag.models.layers import ConvReluBN, Hyper
 
 # Filters per layer at width 1 (README of the authors' code; the 9-layer variant of the Pandora runs).
 FILTERS = {7: (64, 64, 64, 128, 128, 128, 256),
@@ -39,7 +39,5 @@ class WaveformFrontend(nnx.Module):
   def __call__(self, wave: jax.Array, train: bool) -> jax.Array:
     x = wave[..., None]
     for n, block in enumerate(self.blocks):
-      x = block(x, train)
-      if n > 0:
-        x = max_pool_time(x, 3)
+      x = block(x, train) if n == 0 else block.pooled(x, train, 3)   # conv -> ReLU -> BN -> max-pool 3
     return x
