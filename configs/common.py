@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.name = "spectrogram"           # jaxtag.models.registry.MODELS
   m.waveform_width = 1             # filter multiplier of the sample-level front-end (1, 2, 4)
   m.waveform_layers = 7            # 7 (3-s inputs) or 9 (15-s inputs)
+  m.waveform_scale = 1.0           # fraction of those filters (0.5: the CPU-size study); 1 = the paper's
   m.spectrogram_k = 16             # filter factor k of the timbral/temporal front-end (8 or 16)
   m.backend_filters = 512          # F
   m.backend_units = 500            # U

@@ -3,8 +3,8 @@
 ``python -m jaxtag.study --config=configs/study.py --workdir=runs/study``. Every cell is the smoke recipe on
 the smoke corpus (600 rendered clips of 6 s: ~480 train / 60 valid / 60 test, artist-disjoint; the
 train sizes are nested subsets of the train pool, valid/test fixed), with the paper's shape at CPU size: both
-front-ends on the same back-end (F=32, U=64), waveform 7-layer x1 (327,954 params) vs spectrogram k=16
-(176,146), within 2x. ``configs/study.py:waveform,train_size=120,seed=1`` is one cell's config;
+front-ends on the same back-end (F=32, U=64), waveform 7-layer at half the x1 filters (114,528 params with the corpus's 64 tags) vs
+spectrogram k=8 (100,064), within 2x. ``configs/study.py:waveform,train_size=120,seed=1`` is one cell's config;
 ``configs/study.py:tiny`` is the seconds-long version the tests run; ``configs/study.py:paper`` the
 paper-size one of ``launch/study_gpu.sh`` (3,000 clips of 10 s, MTT-size models, one H200).
 """
@@ -24,7 +24,8 @@ def get_config(arg=None):
   c.experiment = "study"
   args["smoke"] = True
   c = smoke.rendered(common.apply_args(c, args, default_frontend="spectrogram"))
-  c.model.spectrogram_k = 16
+  c.model.spectrogram_k = 8         # the CPU-size pair on one F=32/U=64 back-end (counts: docs/results.md)
+  c.model.waveform_scale = 0.5      # half the sample-level filters (32..128), so a waveform step costs ~a spectrogram one
   c.train.steps = args.get("steps", 600)
   c.study = ml_collections.ConfigDict({"frontends": ("waveform", "spectrogram"), "train_sizes": (120, 240, 480),
                                        "seeds": (0, 1), "baseline": True})
@@ -37,7 +38,7 @@ def get_config(arg=None):
     c.study.update(frontends=("spectrogram",), train_sizes=(8,), seeds=(0,), baseline=False)
   if paper:  # launch/study_gpu.sh: the paper's MTT-size models on one H200 (3-s chunks, F=512/U=500 back-end)
     c.data.update(generated_n=3000, generated_clip_seconds=10.0, chunk_seconds=3.0)
-    c.model.update(waveform_width=2, waveform_layers=7, spectrogram_k=8, backend_filters=512, backend_units=500,
+    c.model.update(waveform_width=2, waveform_scale=1.0, waveform_layers=7, spectrogram_k=8, backend_filters=512, backend_units=500,
                    width=1.0, bn_momentum=0.99)
     c.train.update(steps=args.get("steps", 1000), global_batch_size=args.get("batch", 64), learning_rate=1e-3,
                    eval_every=500, checkpoint_every=500, log_every=100)

@@ -55,3 +55,18 @@ def test_bad_choices_fail_before_any_work(tmp_path, override, needle):
                          override], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0 and needle in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_study_pair_shares_the_back_end_within_2x_parameters():
+  """configs/study.py's CPU pair: both front-ends feed the same back-end size, and the parameter counts of the
+  two models (64 output tags, as the rendered corpus) are within 2x (the issue's fairness condition)."""
+  from flax import nnx
+  from jaxtag.models import layers, registry
+  study = importlib.import_module("configs.study")
+  counts = {}
+  for fe in ("waveform", "spectrogram"):
+    c = study.get_config(fe)
+    assert (c.model.backend_filters, c.model.backend_units) == (32, 64)
+    counts[fe] = layers.count_params(registry.build_model(c.model, 64, sample_rate=c.data.sample_rate, rngs=nnx.Rngs(0)))
+  assert counts == {"waveform": 114_528, "spectrogram": 100_064}
+  assert max(counts.values()) / min(counts.values()) < 2

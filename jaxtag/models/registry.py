@@ -28,7 +28,7 @@ def _backend(model_cfg, hp: Hyper, in_channels: int, n_tags: int, rngs: nnx.Rngs
 
 def _waveform(model_cfg, n_tags, sample_rate, hp, rngs):
   front = WaveformFrontend(hp, width=int(model_cfg.waveform_width), layers=int(model_cfg.waveform_layers),
-                           rngs=rngs)
+                           scale=float(model_cfg.get("waveform_scale", 1.0)), rngs=rngs)   # older runs: no field
   return Tagger(front, _backend(model_cfg, hp, front.out_channels, n_tags, rngs))
 
 

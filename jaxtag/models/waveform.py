@@ -27,10 +27,12 @@ def output_frames(samples: int, layers: int) -> int:
 class WaveformFrontend(nnx.Module):
   """``(batch, samples)`` waveform -> ``(batch, frames, out_channels)`` features."""
 
-  def __init__(self, hp: Hyper, *, width: int, layers: int, rngs: nnx.Rngs):
+  def __init__(self, hp: Hyper, *, width: int, layers: int, rngs: nnx.Rngs, scale: float = 1.0):
     if layers not in FILTERS:
       raise ValueError(f"model.waveform_layers must be one of {sorted(FILTERS)}, got {layers}")
-    filters = [f * int(width) for f in FILTERS[layers]]
+    if not 0 < scale <= 1:
+      raise ValueError(f"model.waveform_scale must be in (0, 1], got {scale}")
+    filters = [max(1, round(f * int(width) * scale)) for f in FILTERS[layers]]
     ins = [1] + filters[:-1]
     self.blocks = nnx.List([ConvReluBN(hp, i, o, (3,), strides=3 if n == 0 else 1, rngs=rngs)
                             for n, (i, o) in enumerate(zip(ins, filters))])
