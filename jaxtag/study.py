@@ -53,6 +53,10 @@ def cell_config(module, arg: str, overrides: dict | None):
   return config
 
 
+class Interrupted(Exception):
+  """A cell's training was stopped by a signal (preemption, Ctrl-C): nothing is marked done, the study stops."""
+
+
 def _once(workdir: str, compute) -> dict:
   """A cell's result row: read from its done marker, or ``compute()``d and written atomically, so a rerun
   skips every finished cell and an interrupted one is simply computed again (its run resumes)."""
@@ -74,7 +78,10 @@ def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict 
   def compute():
     config = cell_config(module, cell_arg(cell, extra), overrides)
     t0 = time.time()
-    train.train_and_evaluate(config, workdir)
+    summary = train.train_and_evaluate(config, workdir)
+    if summary.get("stopped_by"):   # SIGTERM/SIGINT: the trainer saved and returned; the cell is not finished
+      raise Interrupted(f"study stopped by {summary['stopped_by']} in cell {cell['name']} at step "
+                        f"{summary.get('step')}; rerun the same command to resume it")
     e = evaluate.evaluate(workdir, "test")
     return {**cell, "model": cell["frontend"], "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]),
             "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1)}
@@ -175,7 +182,11 @@ def main(argv):
   del argv
   config_path, _, extra = FLAGS.config.partition(":")
   overrides = dict(kv.split("=", 1) for kv in FLAGS.set)
-  res = run(config_path, FLAGS.workdir, extra, overrides)
+  try:
+    res = run(config_path, FLAGS.workdir, extra, overrides)
+  except Interrupted as e:
+    logging.warning("%s", e)
+    return
   print(res["table"])
   print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover (train songs): {res['crossover_train_size']}")
 

@@ -43,3 +43,16 @@ def test_aggregate_gives_mean_and_sample_spread():
   rows = [{"model": "waveform", "n_train": 10, "roc_auc": a, "pr_auc": 0.5, "rmse": 0.3} for a in (0.6, 0.8)]
   (agg,) = study.aggregate(rows)
   assert abs(agg["roc_auc"] - 0.7) < 1e-9 and abs(agg["roc_auc_std"] - 0.1414213) < 1e-6 and agg["seeds"] == 2
+
+
+def test_a_cell_stopped_by_a_signal_is_not_marked_done(tmp_path, monkeypatch):
+  """SIGTERM makes the trainer save and return normally; the study must not evaluate that cell and mark it
+  done (a rerun resumes it), and it stops instead of going on to the next cell."""
+  import pytest
+  from jaxtag import study, train
+  module = study.load_config_module(CONFIG)
+  cell = study.cells(module.get_config("tiny").study)[0]
+  monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: {"step": 2, "stopped_by": "SIGTERM"})
+  with pytest.raises(study.Interrupted, match="rerun the same command"):
+    study.run_cell(module, cell, str(tmp_path / "cell"), "tiny")
+  assert not os.path.exists(tmp_path / "cell" / study.CELL_DONE)
