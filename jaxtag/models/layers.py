@@ -69,13 +69,19 @@ class ConvReluBN(nnx.Module):
 
   def pooled(self, x: jax.Array, train: bool, size: int) -> jax.Array:
     """``max_pool_time(self(x, train), size)`` for a ``(B, T, C)`` output (the waveform blocks' conv -> ReLU ->
-    BN -> max-pool), through ``relu_bn_pool`` in training mode."""
+    BN -> max-pool), through ``relu_bn_pool`` in training mode; in inference the pooling runs before BN's affine
+    map, so the normalised tensor is never written."""
     return self._pool(self.conv(x), train, size, lambda y: max_pool_time(y, size))
 
   def _pool(self, y, train, size, plain):
     bn = self.bn
     if not train or bn.frozen or bn.use_running_average:
-      return plain(bn(jax.nn.relu(y), use_running_average=not train))
+      # BN on its running statistics is the per-channel affine map a*z + b: pool z itself (its max where a >= 0,
+      # its min where a < 0) and map only the pooled values, in flax's order of operations
+      mul = jax.lax.rsqrt(bn.var[...] + bn.epsilon) * bn.scale[...]
+      sign = jnp.where(mul >= 0, 1.0, -1.0).astype(y.dtype)
+      picked = plain(jax.nn.relu(y) * sign) * sign
+      return ((picked - bn.mean[...]) * mul + bn.bias[...]).astype(bn.dtype or y.dtype)
     out, mean, var = relu_bn_pool(y, bn.scale[...], bn.bias[...], bn.epsilon, size)
     bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
     bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
