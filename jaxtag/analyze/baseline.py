@@ -103,6 +103,18 @@ def fit_predict(x_train, y_train, x_test, seed: int = 0, max_iter: int = 100) ->
   return out
 
 
+def _cached_rows(cache: str, ids: np.ndarray):
+  """The cached feature rows of ``ids`` when the cache holds every one of them (a larger run's cache serves a
+  train subset: features are per song), else None."""
+  if not os.path.exists(cache):
+    return None
+  with np.load(cache) as f:
+    where = {i: n for n, i in enumerate(f["ids"])}
+    if not all(i in where for i in ids):
+      return None
+    return f["x"][[where[i] for i in ids]]
+
+
 def run(config, workdir: str, split: str = "test", max_iter: int = 100) -> dict:
   """Features for the train and ``split`` songs (cached in ``W/report``), per-tag GBTs, predictions and report."""
   from jaxtag.data import index as data_index
@@ -112,8 +124,9 @@ def run(config, workdir: str, split: str = "test", max_iter: int = 100) -> dict:
   cache = os.path.join(report.report_dir(workdir), "baseline_features.npz")
   os.makedirs(report.report_dir(workdir), exist_ok=True)
   ids = np.array([s.id for s in list(train) + list(test)], str)
-  if os.path.exists(cache) and np.array_equal(np.load(cache)["ids"], ids):
-    x = np.load(cache)["x"]
+  cached = _cached_rows(cache, ids)
+  if cached is not None:
+    x = cached
   else:
     x = extract(list(train) + list(test), sr)
     np.savez(cache, ids=ids, x=x)
