@@ -172,8 +172,15 @@ def test_one_and_eight_devices_agree():
     results.append((float(loss), numpy_leaves(grads), numpy_leaves(new_rest)))
   assert len(jax.devices()) == 8
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-  for a, b in zip(results[0][1], results[1][1]):   # summation order differs: tolerance relative to the scale
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(np.abs(b).max()) + 1e-9)
+  # Summation order differs, so each gradient leaf is compared by its relative L2 error. Not elementwise: a
+  # max over positions sends its gradient to one arg-max element, and where every position's pre-activation is
+  # within rounding of 0 the other device layout's rounding can pick another element (seen: 2 of the 4 elements
+  # of a 4-filter branch's leaf, 5e-5 apart). Measured after the banded timbral conv: most leaves < 1e-4, the
+  # back-end's first kernel 5e-3, one 4-element front-end leaf 2.1e-2. A wrong all-reduce or per-device BN
+  # statistics move a leaf by O(1) (and the loss, checked to 1e-5 above).
+  for a, b in zip(results[0][1], results[1][1]):
+    err = float(np.linalg.norm(a - b)) / (float(np.linalg.norm(b)) + 1e-12)
+    assert err < 5e-2, (a.shape, err)
   for a, b in zip(results[0][2], results[1][2]):   # BN running statistics
     if a.dtype.kind == "f":
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
