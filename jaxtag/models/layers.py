@@ -112,7 +112,7 @@ class MelConvReluBN(ConvReluBN):
       return banded_mel_conv(self.conv, x)
     return self.conv(x)
 
-  def pooled(self, x: jax.Array, train: bool, size: int | None = None) -> jax.Array:
+  def pooled(self, x: jax.Array, train: bool) -> jax.Array:
     """``max_over(self(x, train), 2)``, the branch's max over all mel positions, ``(B, T', filters)``: the
     positions of one frame are one pooling window of ``relu_bn_pool``."""
     y = self._conv(x, train)                                            # (B, T', P, C)
@@ -185,22 +185,16 @@ def banded_mel_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
   batch, frames, mels, _ = x.shape
   if cin != 1 or conv.padding != "VALID" or set(np.atleast_1d(conv.strides)) != {1}:
     raise ValueError("banded_mel_conv takes a one-channel, stride-1, 'VALID' conv")
-  y = banded_conv(kernel, x[..., 0], conv.dtype or x.dtype, conv.precision)
-  return y + conv.bias[...].astype(y.dtype) if conv.use_bias else y
-
-
-def banded_conv(kernel: jax.Array, x: jax.Array, dtype=jnp.float32, precision=None) -> jax.Array:
-  """``(kt, h, 1, filters)`` kernel over ``(B, T, F)`` -> ``(B, T-kt+1, F-h+1, filters)``, no bias."""
-  kt, h, _, filters = kernel.shape
-  batch, frames, mels = x.shape
   positions = mels - h + 1
   offset = np.arange(mels)[:, None] - np.arange(positions)[None, :]               # (F, P): mel - position
   take = np.where((offset >= 0) & (offset < h), offset, h)                          # h -> the zero row
   padded = jnp.concatenate([kernel[:, :, 0, :], jnp.zeros((kt, 1, filters), kernel.dtype)], axis=1)
   banded = padded[:, take, :].reshape(kt, mels, positions * filters)
-  y = jax.lax.conv_general_dilated(x.astype(dtype), banded.astype(dtype), (1,), "VALID",
-                                   dimension_numbers=("NWC", "WIO", "NWC"), precision=precision)
-  return y.reshape(batch, frames - kt + 1, positions, filters)
+  dtype = conv.dtype or x.dtype
+  y = jax.lax.conv_general_dilated(x[..., 0].astype(dtype), banded.astype(dtype), (1,), "VALID",
+                                   dimension_numbers=("NWC", "WIO", "NWC"), precision=conv.precision)
+  y = y.reshape(batch, frames - kt + 1, positions, filters)
+  return y + conv.bias[...].astype(y.dtype) if conv.use_bias else y
 
 
 class ConvBNAct(nnx.Module):
