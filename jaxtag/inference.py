@@ -19,7 +19,7 @@ from jaxtag import step as step_lib
 def make_eval_fn(graphdef, mesh):
   """Jitted ``(params, rest, audio, song) -> (logits, song)``, batch in along ``data``, results replicated."""
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  fn = functools.partial(step_lib.eval_logits, graphdef=graphdef)
+  fn = functools.partial(step_lib.eval_logits, graphdef=graphdef, shards=mesh.devices.size)
   return jax.jit(lambda p, r, audio, song: (fn(p, r, audio), song),
                  in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
 

@@ -75,7 +75,8 @@ class Tagger:
     self.chunk = self.contract.chunk_samples
     graphdef, self._params, self._rest = step_lib.split_model(model)
     self._logits = jax.jit(lambda p, r, x: step_lib.eval_logits(p, r, x, graphdef=graphdef))
-    self._embed = jax.jit(lambda p, r, x: nnx.merge(graphdef, p, r).embed(x, train=False))
+    self._embed = jax.jit(lambda p, r, x: step_lib.in_microbatches(
+        lambda a: nnx.merge(graphdef, p, r, copy=True).embed(a, train=False), x))
 
   def _batched(self, fn, chunks: np.ndarray, batch: int) -> np.ndarray:
     out = []

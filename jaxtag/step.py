@@ -111,7 +111,38 @@ def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float, frozen=None
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 
-def eval_logits(params, rest, audio, *, graphdef):
-  """Inference logits (BatchNorm running statistics, no dropout) as float32."""
-  model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
-  return model(audio, train=False).astype(jnp.float32)
+def eval_logits(params, rest, audio, *, graphdef, shards: int = 1, rows: int | None = None):
+  """Inference logits (BatchNorm running statistics, no dropout) as float32, in micro-batches of ``rows``
+  per device (``in_microbatches``; ``shards``: the devices the batch is split over)."""
+  def logits(a):
+    model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
+    return model(a, train=False).astype(jnp.float32)
+  return in_microbatches(logits, audio, shards=shards, rows=rows)
+
+
+def infer_rows() -> int:
+  """Rows per device of one inference micro-batch: 4 on CPU, 0 (the whole batch at once) elsewhere.
+
+  Why: on XLA:CPU a model run over 4 chunks at a time, one micro-batch after the other, is 10-30 % faster
+  than over 32 at once (measured on the six peer models, 2 cores: the activations of a few chunks stay in
+  cache from one layer to the next). Accelerators want the whole batch in one pass."""
+  return 4 if jax.default_backend() == "cpu" else 0
+
+
+def in_microbatches(fn, audio, *, shards: int = 1, rows: int | None = None):
+  """``fn(audio)`` for a function that treats the rows of ``audio`` independently (inference: BatchNorm on
+  its running statistics), computed over sequential micro-batches of ``rows`` rows per device
+  (``infer_rows()`` by default). ``fn`` may return an array or a tuple of arrays, each with the batch first.
+
+  Micro-batch ``i`` takes rows ``i, i+k, i+2k, ...``, so each one is split over the ``shards`` devices like
+  the whole batch and no rows move between devices. A batch too small to split runs in one pass. The
+  values equal one pass's to float32 rounding (XLA may pick other kernels for the smaller shape)."""
+  rows = infer_rows() if rows is None else rows
+  b = audio.shape[0]
+  k = b // (rows * shards) if rows else 1
+  if k < 2 or b % (rows * shards):
+    return fn(audio)
+  groups = jnp.swapaxes(audio.reshape((b // k, k) + audio.shape[1:]), 0, 1)     # (k, b/k, ...)
+  out = jax.lax.map(fn, groups)
+  merge = lambda y: jnp.swapaxes(y, 0, 1).reshape((b,) + y.shape[2:])
+  return tuple(map(merge, out)) if isinstance(out, tuple) else merge(out)

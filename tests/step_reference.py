@@ -22,6 +22,7 @@ PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "step_re
 MODELS = {"spec-k8-f64-u200": lambda: mtt.get_config("spectrogram,small"),
           "wave-x2-f64-u200": lambda: mtt.get_config("waveform,small")}
 BATCH = 4
+MICRO = "logits, micro-batches of 1"   # computed, compared with the reference logits, not stored
 
 
 def _put(out: dict, prefix: str, tree):
@@ -61,8 +62,11 @@ def compute(name: str, eager: bool = False) -> dict[str, np.ndarray]:
   out = {"loss": np.asarray(loss), "total_loss": np.asarray(total)}
   _put(out, "grad", grads)
   _put(out, "rest", new_rest)
-  logits = jax.jit(functools.partial(step_lib.eval_logits, graphdef=graphdef))(params, new_rest, x)
+  logits = jax.jit(functools.partial(step_lib.eval_logits, graphdef=graphdef, rows=0))(params, new_rest, x)
   out["logits"] = np.asarray(logits)
+  if not eager:   # the same logits one row at a time (step.in_microbatches, the CPU's inference path)
+    one_by_one = functools.partial(step_lib.eval_logits, graphdef=graphdef, rows=1)
+    out[MICRO] = np.asarray(jax.jit(one_by_one)(params, new_rest, x))
   return out
 
 

@@ -29,13 +29,15 @@ MLP_HIDDEN = 512
 
 def embed_fn(graphdef, mesh):
   """Jitted ``(params, rest, audio, song) -> (embedding, song)``: ``inference.predict_on_mesh`` feeds it."""
-  from jaxtag import sharding
+  from jaxtag import sharding, step as step_lib
   from flax import nnx
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
 
   def fn(params, rest, audio, song):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    return model.embed(audio, train=False).astype(jax.numpy.float32), song
+    def embed(a):
+      model = nnx.merge(graphdef, params, rest, copy=True)
+      return model.embed(a, train=False).astype(jax.numpy.float32)
+    return step_lib.in_microbatches(embed, audio, shards=mesh.devices.size), song
 
   return jax.jit(fn, in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
 

@@ -29,10 +29,13 @@ class Engine:
     self._data = sharding.data_sharded(self.mesh)
     repl = sharding.replicated(self.mesh)
 
-    def forward(p, r, x):
+    def one_pass(p, r, x):
       m = nnx.merge(graphdef, p, r, copy=True)
       logits = m(x, train=False).astype(np.float32)
       return (logits, m.embed(x, train=False)) if embeddings else (logits,)
+
+    def forward(p, r, x):   # the CPU's micro-batches (step.in_microbatches), split like x over the mesh
+      return step_lib.in_microbatches(lambda a: one_pass(p, r, a), x, shards=self.mesh.devices.size)
     self._fn = jax.jit(forward, in_shardings=(repl, repl, self._data), out_shardings=self._data)
 
   def __call__(self, chunks: np.ndarray):
