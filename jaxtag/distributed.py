@@ -87,6 +87,14 @@ def sum_over_processes(values) -> np.ndarray:
   return _allgather(values).sum(axis=0)
 
 
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (a no-op in a one-process run)."""
+  import jax
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def assert_same(value: int, message: str) -> None:
   """Fails on every process if ``value`` differs between processes (a disagreement would hang a collective)."""
   import jax

@@ -16,7 +16,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from jaxtag import sharding
+from jaxtag import distributed, sharding
 from jaxtag.data import tuning
 from jaxtag import errors
 
@@ -33,6 +33,9 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   """
   path = epath.Path(workdir) / LOADER_FILE   # epath: workdirs may be gs://
   stored = json.loads(path.read_text())["num_workers"] if path.exists() else None
+  # every process reads the record before process 0 may rewrite it: a process that read it half-written
+  # failed with a JSONDecodeError while the others hung in the next collective (seen in a 2-process test)
+  distributed.barrier("jaxtag: loader.json read")
   requested = int(data_cfg.num_workers)
   if resuming and stored is not None and requested not in (tuning.AUTO, stored):
     raise errors.UserError(f"{workdir} was trained with data.num_workers={stored} and its checkpoint holds "
@@ -45,7 +48,9 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   out.num_workers, out.read_threads = settings["num_workers"], settings["read_threads"]
   if write and out.num_workers != stored:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"num_workers": out.num_workers, "cpus": tuning.machine_cpus()}))
+    tmp = path.parent / f"{LOADER_FILE}.tmp"
+    tmp.write_text(json.dumps({"num_workers": out.num_workers, "cpus": tuning.machine_cpus()}))
+    tmp.replace(path)   # a reader never sees half a record
   logging.info("loader: %d workers, %d read threads per worker, %d batches prefetched to the devices%s",
                out.num_workers, out.read_threads, out.device_prefetch, " (pinned by the run)" if stored else "")
   return out

@@ -5,9 +5,10 @@
 processes (``jaxtag.data.decode``, streamed block by block); chunks of many files fill one fixed-shape batch
 on all local devices (one compile); a multi-process run (``--coordinator_address`` etc., or
 ``launch/local_multiprocess.sh -m jaxtag.tag``) gives entry ``i`` of the input to process
-``i % process_count``. Output: ``OUTDIR/tags-pPPP-SSSSSS.jsonl`` shards, one row per file (path, duration,
-top-k tags, all scores in ``OUTDIR/tags.json`` order, optional song embedding = the mean of the penultimate
-layer over chunks, optional taggram = per-chunk scores), each shard committed atomically; failures in
+``i % process_count``. Output: ``OUTDIR/tags-pPPP-SSSSSS.jsonl`` (``--format=parquet``: ``.parquet``) shards,
+one row per file (path, duration, top-k tags, all scores in ``OUTDIR/tags.json`` order, optional song
+embedding = the mean of the penultimate layer over chunks, optional taggram = per-chunk scores), each shard
+committed atomically; failures in
 ``OUTDIR/errors.jsonl`` (path, reason); totals in ``OUTDIR/summary.json``. Running the same command again
 after a crash skips every file of a committed shard. Bad files never stop the run: the exit status is 0
 when the run completed, whatever failed.
@@ -47,6 +48,8 @@ def define_flags():
   flags.DEFINE_float("max_seconds", 0.0, "Tag only the first S seconds of each file (0: the whole file).")
   flags.DEFINE_integer("batch", 64, "Chunks per process per forward pass (rounded up to the local devices).")
   flags.DEFINE_integer("workers", -1, "Decode processes (-1: one per CPU core; 0: decode in this process).")
+  flags.DEFINE_enum("format", "jsonl", list(shards.FORMATS), "Output shards: JSONL, or Parquet (pyarrow, the "
+                    "[parquet] extra).")
   flags.DEFINE_integer("shard_size", 256, "Files per output shard (tagged or failed).")
   flags.DEFINE_float("shard_seconds", 60.0, "Commit a shard at least this often (seconds).")
   flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines.")
@@ -55,7 +58,7 @@ def define_flags():
   flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
 
 
-MAX_TRIES = 3   # a file in flight when a decode worker died this often is failed as ``worker_crashed``
+MAX_TRIES = 3   # a file whose decode worker died this often, decoding it alone, is failed as ``worker_crashed``
 
 
 class _Now:
@@ -103,11 +106,6 @@ class Progress:
       print(self.line(*counts), file=sys.stderr, flush=True)
 
 
-def _rounded(x: np.ndarray) -> list:
-  """6 decimals (JSON stays short; a float32 score in [0, 1] moves by at most 5e-7)."""
-  return np.round(np.asarray(x, np.float64), 6).tolist()
-
-
 def _entries(spec: str, done: inputs.DoneSet, pi: int, pc: int):
   """This process's entries not yet in a committed shard (an unusable input row is keyed by its place)."""
   for e in inputs.my_share(inputs.iter_entries(spec), pi, pc):
@@ -117,7 +115,7 @@ def _entries(spec: str, done: inputs.DoneSet, pi: int, pc: int):
 
 def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = False, taggram: bool = False,
         which="best", max_seconds: float = 0.0, batch: int = 64, workers: int = -1, shard_size: int = 256,
-        shard_seconds: float = 60.0, progress_seconds: float = 10.0) -> dict:
+        shard_seconds: float = 60.0, progress_seconds: float = 10.0, fmt: str = "jsonl") -> dict:
   """Tags every not-yet-done file of ``spec`` into ``out``; returns the summary (process 0: whole output)."""
   import jax
   from jax.experimental import multihost_utils
@@ -127,6 +125,12 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
     raise choices.ConfigError(f"--input={spec}: no such directory or file")
   if not os.path.exists(os.path.join(workdir, "config.json")):
     raise choices.ConfigError(f"--workdir={workdir} has no config.json: not a jaxtag run directory")
+  choices.check("--format", fmt, shards.FORMATS)
+  if (other := shards.formats_in(out) - {fmt}):
+    raise choices.ConfigError(f"--out={out} already holds {sorted(other)[0]} shards; resume it with "
+                              f"--format={sorted(other)[0]} or write to a new directory")
+  if fmt == "parquet":
+    shards.require_pyarrow()
   engine = Engine(workdir, which, batch=batch, embeddings=embeddings)
   contract, tags, B = prep.contract_of(engine.config, workdir), engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
@@ -136,7 +140,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   done = shards.load_done(out)
   if pc > 1:   # every process has read the resume set before any commits a new shard
     multihost_utils.sync_global_devices("jaxtag.tag: resume set read")
-  writer = shards.ShardWriter(out, pi, shard_size, shard_seconds)
+  writer = shards.ShardWriter(out, pi, shard_size, shard_seconds, fmt)
   scratch = os.path.join(out, ".scratch", f"p{pi:03d}")   # long files' decoded chunks, on their way in
   shutil.rmtree(scratch, ignore_errors=True)
   os.makedirs(scratch)
@@ -147,15 +151,18 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   max_inflight = max(2 * workers, 1) + 1
   progress = Progress(progress_seconds, (lambda: sum(1 for _ in _entries(spec, done, pi, pc))) if pi == 0 else None)
   cap = max_seconds or None
-  inflight, files, queue = {}, {}, collections.deque()   # future -> (path, tries, pool); [id, chunks, next]
+  inflight, files, queue = {}, {}, collections.deque()   # future -> (path, tries, pool, alone); [id, chunks, next]
+  # Files in flight when a decode worker died: any of them may have killed it, so each is retried alone, and
+  # only a death while it was alone counts against it (a crashing file must not fail its neighbours).
+  alone_next = collections.deque()
   buffered, exhausted, next_id = 0, False, 0
   n_tagged, n_failed, n_seconds = 0, collections.Counter(), 0.0
   started = time.monotonic()
 
-  def submit(path, tries):
+  def submit(path, tries, alone=False):
     args = (worker.decode_file, path, contract, cap, scratch)
     fut = pool.submit(*args) if pool else _Now(*args)
-    inflight[fut] = (path, tries, pool)
+    inflight[fut] = (path, tries, pool, alone)
 
   def fail(path, reason, detail="", where=""):
     writer.add_error(path, reason, detail, where)
@@ -180,18 +187,20 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
     mean = probs.mean(axis=0)
     order = np.argsort(-mean, kind="stable")[:top]
     row = {"path": f.path, "duration": round(f.duration, 4), "seconds": round(f.seconds, 4), "chunks": len(probs),
-           "top": [[str(tags[t]), round(float(mean[t]), 6)] for t in order], "scores": _rounded(mean)}
+           "top": [[str(tags[t]), round(float(mean[t]), 6)] for t in order], "scores": mean}
     if embeddings:
-      row["embedding"] = _rounded(np.stack(f.embs).mean(axis=0))
+      row["embedding"] = np.stack(f.embs).mean(axis=0)
     if taggram:
-      row["taggram"] = _rounded(probs)
+      row["taggram"] = probs
     writer.add_row(f.path, row)
     n_tagged += 1
     n_seconds += f.seconds
 
   try:
     while True:
-      while not exhausted and len(inflight) < max_inflight and buffered < 4 * B:
+      if alone_next and not inflight:
+        submit(*alone_next.popleft(), alone=True)
+      while not exhausted and not alone_next and len(inflight) < max_inflight and buffered < 4 * B:
         e = next(source, None)
         if e is None:
           exhausted = True
@@ -203,19 +212,21 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
         ready = [f for f in inflight if isinstance(f, _Now)] or cf.wait(
             inflight, return_when=cf.FIRST_COMPLETED)[0]
         for fut in ready:
-          path, tries, source_pool = inflight.pop(fut)
+          path, tries, source_pool, alone = inflight.pop(fut)
           try:
             absorb(fut.result())
           except cf.process.BrokenProcessPool:   # a worker died (OOM kill, a decoder crash): retry, then give up
             if source_pool is pool:
               pool.shutdown(wait=False, cancel_futures=True)
               pool = new_pool()
-            if tries < MAX_TRIES:
-              submit(path, tries + 1)
+            if not alone:
+              alone_next.append((path, tries))
+            elif tries < MAX_TRIES:
+              alone_next.append((path, tries + 1))
             else:
-              fail(path, "worker_crashed", f"decode worker died {tries} times on it")
+              fail(path, "worker_crashed", f"the decode worker died {tries} times decoding it alone")
         continue
-      if distributed.all_processes(buffered == 0 and not inflight and exhausted):
+      if distributed.all_processes(buffered == 0 and not inflight and not alone_next and exhausted):
         break
       x = np.zeros((B, *contract.input_shape), np.float32)
       owners = []
@@ -270,7 +281,7 @@ def main(argv):
   which = int(F.checkpoint) if F.checkpoint.isdigit() else F.checkpoint
   s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=which,
           max_seconds=F.max_seconds, batch=F.batch, workers=F.workers, shard_size=F.shard_size,
-          shard_seconds=F.shard_seconds, progress_seconds=F.progress_seconds)
+          shard_seconds=F.shard_seconds, progress_seconds=F.progress_seconds, fmt=F.format)
   if "tagged" in s:
     r = s["this_run"]
     print(f"done: {s['tagged']} files tagged, {s['failed']} failed {s['failed_by_reason']}, "

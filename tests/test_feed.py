@@ -2,6 +2,7 @@
 resolved from the machine and pinned per workdir."""
 import jax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from configs import smoke
 from jaxtag import feed, train
@@ -22,6 +23,8 @@ def _tiny(workdir_cache, steps):
 
 
 def _compiles_of_train_step(config, workdir) -> int:
+  """Compilations of the train step during one run (the persistent cache is off, so a reuse of the first
+  run's executable cannot hide a recompilation)."""
   names = []
 
   def listener(event, duration, **kwargs):
@@ -29,9 +32,14 @@ def _compiles_of_train_step(config, workdir) -> int:
       names.append(kwargs.get("fun_name"))
 
   jax.monitoring.register_event_duration_secs_listener(listener)
+  cached = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  compilation_cache.reset_cache()        # the "is the cache used" answer is memoised per process
   try:
     train.train_and_evaluate(config, workdir)
   finally:
+    jax.config.update("jax_enable_compilation_cache", cached)
+    compilation_cache.reset_cache()
     jax.monitoring.unregister_event_duration_listener(listener)
   return names.count("jit(train_step)")
 

@@ -65,10 +65,7 @@ def tag_cmd(run, library, out, *extra):
 
 
 def read_rows(out):
-  rows = []
-  for p in sorted(glob.glob(os.path.join(out, "tags-*.jsonl"))):
-    rows += [json.loads(line) for line in open(p)]
-  return rows
+  return shards.read_rows(str(out))
 
 
 # --- pieces, in process --------------------------------------------------------------------------------------
@@ -110,6 +107,32 @@ def test_shard_commit_is_the_tags_rename_and_orphans_are_ignored(tmp_path):
                     "shards": 2}
   assert not os.path.exists(os.path.join(out, ".index", "keys-p001-000007.npy"))
   assert [json.loads(s)["path"] for s in open(os.path.join(out, "errors.jsonl"))] == ["b"]
+
+
+def test_parquet_shards_read_back_as_the_jsonl_rows(tmp_path):
+  """The same rows through both formats: Parquet keeps float32 scores exactly, JSONL to 6 decimals; a run
+  cannot mix the two in one output directory."""
+  from jaxtag import choices, tag
+  rng = np.random.default_rng(3)
+  rows = [{"path": f"f{i}", "duration": 1.5, "seconds": 1.5, "chunks": 2, "top": [["rock", 0.75], ["pop", 0.5]],
+           "scores": rng.random(5).astype(np.float32), "embedding": rng.standard_normal(4).astype(np.float32),
+           "taggram": rng.random((2, 5)).astype(np.float32)} for i in range(3)]
+  back = {}
+  for fmt in shards.FORMATS:
+    w = shards.ShardWriter(str(tmp_path / fmt), 0, size=2, seconds=1e9, fmt=fmt)
+    for r in rows:
+      w.add_row(r["path"], r)
+    w.commit()
+    assert shards.formats_in(str(tmp_path / fmt)) == {fmt} and len(shards.committed(str(tmp_path / fmt))) == 2
+    back[fmt] = shards.read_rows(str(tmp_path / fmt))
+  for r, j, q in zip(rows, back["jsonl"], back["parquet"]):
+    assert j["path"] == q["path"] == r["path"] and j["top"] == q["top"] == r["top"] and j["chunks"] == q["chunks"]
+    np.testing.assert_array_equal(np.float32(q["scores"]), r["scores"])
+    np.testing.assert_array_equal(np.float32(q["taggram"]), r["taggram"])
+    np.testing.assert_allclose(j["embedding"], r["embedding"], atol=5e-7)
+  (tmp_path / "config.json").write_text("{}")   # passes for a run directory up to the format check
+  with pytest.raises(choices.ConfigError, match="already holds jsonl shards; resume it with --format=jsonl"):
+    tag.run(str(tmp_path), str(tmp_path), str(tmp_path / "jsonl"), fmt="parquet")
 
 
 def test_streaming_decoder_equals_load_audio(tmp_path):
@@ -192,7 +215,7 @@ def test_two_processes_give_the_same_rows_as_one(resumed, run, library, tmp_path
   """``launch/local_multiprocess.sh -m jaxtag.tag``: 2 processes x 2 CPU devices, one output directory."""
   from test_multiprocess import _free_port, launch_env
   out, logs = tmp_path / "out2", tmp_path / "logs"
-  flags = tag_cmd(run, library, out)[3:]
+  flags = tag_cmd(run, library, out, "--format=parquet")[3:]   # and the Parquet shards hold the same rows
   proc = subprocess.run(["bash", os.path.join(ROOT, "launch", "local_multiprocess.sh"), "-n", "2", "-d", "2",
                          "-p", str(_free_port()), "-l", str(logs), "-m", "jaxtag.tag", "--", *flags],
                         cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=600)
@@ -201,8 +224,7 @@ def test_two_processes_give_the_same_rows_as_one(resumed, run, library, tmp_path
   rows = {r["path"]: r for r in read_rows(out)}
   one = {r["path"]: r for r in read_rows(resumed[0])}
   assert sorted(rows) == sorted(one)
-  assert {os.path.basename(p)[:4] for p in glob.glob(str(out / "tags-*.jsonl"))} == {"tags"}
-  assert {os.path.basename(p).split("-")[1] for p in glob.glob(str(out / "tags-*.jsonl"))} == {"p000", "p001"}
+  assert {os.path.basename(p).split("-")[1] for p in glob.glob(str(out / "tags-*.parquet"))} == {"p000", "p001"}
   for p, r in rows.items():
     np.testing.assert_allclose(r["scores"], one[p]["scores"], atol=1e-5)
     np.testing.assert_allclose(r["embedding"], one[p]["embedding"], atol=1e-5, rtol=1e-5)
@@ -227,3 +249,24 @@ def test_worker_spills_big_inputs_and_caps_long_files(tmp_path, monkeypatch):
   capped = worker.decode_file(p, contract, 2.0)
   assert capped["chunks"].shape == (2, 16000) and capped["seconds"] == 2.0 and capped["duration"] > 6
   assert worker.decode_file(str(tmp_path / "nope.wav"), contract, None)["reason"] == "missing"
+
+
+def test_a_file_that_kills_its_worker_fails_alone(run, library, tmp_path, monkeypatch):
+  """A file whose decode worker dies (here: ``os._exit`` in the worker, as an OOM kill would) is retried alone
+  and failed as ``worker_crashed`` after ``MAX_TRIES`` deaths; the files in flight beside it are tagged."""
+  import shutil
+  import crashing_decoder
+  from jaxtag import tag
+  lib = tmp_path / "lib"
+  lib.mkdir()
+  good = sorted(library.rglob("c0*.wav"))[:3]
+  for p in good:
+    shutil.copy(p, lib / p.name)
+  shutil.copy(good[0], lib / "crash.wav")
+  monkeypatch.setattr(tag.worker, "decode_file", crashing_decoder.decode_file)
+  summary = tag.run(run, str(lib), str(tmp_path / "out"), top=3, batch=8, workers=2, progress_seconds=1e9)
+  assert sorted(os.path.basename(r["path"]) for r in read_rows(tmp_path / "out")) == sorted(p.name for p in good)
+  errors = [json.loads(line) for line in open(tmp_path / "out" / "errors.jsonl")]
+  assert [(os.path.basename(e["path"]), e["reason"]) for e in errors] == [("crash.wav", "worker_crashed")]
+  assert f"died {tag.MAX_TRIES} times" in errors[0]["detail"]
+  assert summary["tagged"] == 3 and summary["failed_by_reason"] == {"worker_crashed": 1}

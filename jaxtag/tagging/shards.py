@@ -1,6 +1,6 @@
 """Output shards of a tagging run, each committed atomically, and the resume set they imply.
 
-``OUTDIR/tags-pPPP-SSSSSS.jsonl`` (one row per tagged file) is the commit point of shard ``SSSSSS`` of
+``OUTDIR/tags-pPPP-SSSSSS.jsonl`` (or ``.parquet``; one row per tagged file) is the commit point of shard ``SSSSSS`` of
 process ``PPP``. Before it is renamed into place, the shard's sidecars are: ``.index/errors-*.jsonl`` (its
 failed files), ``.index/keys-*.npy`` (uint64 path keys of every file it covers, tagged or failed) and
 ``.index/meta-*.json`` (its counts). Every file is written to a temporary name, fsynced, then renamed, so a
@@ -21,7 +21,8 @@ import numpy as np
 
 from jaxtag.tagging import inputs
 
-_NAME = re.compile(r"tags-(p\d+-\d+)\.jsonl$")
+FORMATS = ("jsonl", "parquet")
+_NAME = re.compile(r"tags-(p\d+-\d+)\.(jsonl|parquet)$")
 
 
 def _atomic_write(path: str, data: bytes) -> None:
@@ -35,7 +36,65 @@ def _atomic_write(path: str, data: bytes) -> None:
 
 def committed(out: str) -> list[str]:
   """Shard ids (``pPPP-SSSSSS``) whose tags file is in place, sorted."""
-  return sorted(m.group(1) for p in glob.glob(os.path.join(out, "tags-p*.jsonl")) if (m := _NAME.search(p)))
+  return sorted(m.group(1) for p in glob.glob(os.path.join(out, "tags-p*")) if (m := _NAME.search(p)))
+
+
+def formats_in(out: str) -> set[str]:
+  """The formats of the committed tags files in ``out``."""
+  return {m.group(2) for p in glob.glob(os.path.join(out, "tags-p*")) if (m := _NAME.search(p))}
+
+
+def read_rows(out: str) -> list[dict]:
+  """Every row of every committed shard, in shard order, as the JSONL rows read back (lists, not arrays)."""
+  rows = []
+  for p in sorted(glob.glob(os.path.join(out, "tags-p*"))):
+    if (m := _NAME.search(p)) and m.group(2) == "jsonl":
+      with open(p) as f:
+        rows += [json.loads(line) for line in f]
+    elif m:
+      import pyarrow.parquet as pq
+      rows += [{**r, "top": [[t["tag"], t["score"]] for t in r["top"]]} for r in pq.read_table(p).to_pylist()]
+  return rows
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+  """One JSON object per line; scores to 6 decimals (a float32 score in [0, 1] moves by at most 5e-7)."""
+  def plain(v):
+    return np.round(np.asarray(v, np.float64), 6).tolist() if isinstance(v, np.ndarray) else v
+  return "".join(json.dumps({k: plain(v) for k, v in r.items()}, separators=(",", ":")) + "\n"
+                 for r in rows).encode()
+
+
+def require_pyarrow() -> None:
+  """Parquet needs pyarrow (the ``[parquet]`` extra): a clear line before any work, not an error at the first commit."""
+  try:
+    import pyarrow.parquet  # noqa: F401
+  except ImportError:
+    from jaxtag import choices
+    raise choices.ConfigError("--format=parquet needs pyarrow: pip install 'jaxtag[parquet]'") from None
+
+
+def _parquet(rows: list[dict]) -> bytes:
+  """One Parquet table (pyarrow): scores, embeddings and taggrams as float32 lists (exact), ``top`` as a list
+  of ``{tag, score}``."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  f32 = pa.list_(pa.float32())
+  fields = [("path", pa.string()), ("duration", pa.float64()), ("seconds", pa.float64()), ("chunks", pa.int32()),
+            ("top", pa.list_(pa.struct([("tag", pa.string()), ("score", pa.float32())]))), ("scores", f32)]
+  fields += [(k, t) for k, t in (("embedding", f32), ("taggram", pa.list_(f32))) if rows and k in rows[0]]
+  columns = {}
+  for k, _ in fields:
+    col = [r[k] for r in rows]
+    if k == "top":
+      col = [[{"tag": t, "score": float(v)} for t, v in top] for top in col]
+    elif k in ("scores", "embedding", "taggram"):
+      col = [np.asarray(v, np.float32).tolist() for v in col]
+    columns[k] = col
+  table = pa.table(columns, schema=pa.schema(fields))
+  sink = pa.BufferOutputStream()
+  pq.write_table(table, sink, compression="zstd")
+  return sink.getvalue().to_pybytes()
 
 
 def _index(out: str, kind: str, shard: str, ext: str) -> str:
@@ -58,8 +117,10 @@ def next_sequence(out: str) -> int:
 class ShardWriter:
   """Collects finished rows and failures; commits a shard every ``size`` files or ``seconds`` seconds."""
 
-  def __init__(self, out: str, process_index: int, size: int = 256, seconds: float = 60.0):
-    self.out, self.process, self.size, self.seconds = out, process_index, size, seconds
+  def __init__(self, out: str, process_index: int, size: int = 256, seconds: float = 60.0, fmt: str = "jsonl"):
+    if fmt not in FORMATS:
+      raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    self.out, self.process, self.size, self.seconds, self.format = out, process_index, size, seconds, fmt
     os.makedirs(os.path.join(out, ".index"), exist_ok=True)
     self.seq = next_sequence(out)
     self._reset()
@@ -71,7 +132,9 @@ class ShardWriter:
     self.opened = time.monotonic()
 
   def add_row(self, path: str, row: dict) -> None:
-    self.rows.append(json.dumps(row, separators=(",", ":")))
+    """``row``: path, duration, seconds, chunks, top (``[[tag, score], ...]``), scores, and optionally
+    embedding and taggram (numpy arrays; the format decides their precision)."""
+    self.rows.append(row)
     self.keys.append(inputs.path_key(path))
     self.tagged_seconds += row["seconds"]
     self._maybe_commit()
@@ -104,7 +167,8 @@ class ShardWriter:
     meta = {"shard": shard, "tagged": len(self.rows), "tagged_seconds": self.tagged_seconds,
             "failed": dict(self.failed)}
     _atomic_write(_index(self.out, "meta", shard, "json"), json.dumps(meta).encode())
-    _atomic_write(os.path.join(self.out, f"tags-{shard}.jsonl"), text(self.rows))
+    encode = _parquet if self.format == "parquet" else _jsonl
+    _atomic_write(os.path.join(self.out, f"tags-{shard}.{self.format}"), encode(self.rows))
     self.seq += 1
     self.shards_written += 1
     self._reset()
