@@ -138,3 +138,17 @@ def test_microbatches_keep_rows_and_shards():
   calls.clear()
   step_lib.in_microbatches(fn, jnp.zeros((8, 5)), shards=8, rows=2)
   assert calls == [(8, 5)]
+
+
+def test_banded_mel_conv_in_groups_equals_the_conv():
+  """Every grouping of the banded convolution (one band, groups that do and do not divide the positions, one
+  position a group) gives ``nnx.Conv``'s output, bias included."""
+  import jax
+  from flax import nnx
+  from jaxtag.models import layers
+  conv = nnx.Conv(1, 5, (3, 7), padding="VALID", rngs=nnx.Rngs(0))
+  conv.bias[...] = jax.numpy.arange(5.0)
+  x = np.random.default_rng(4).standard_normal((2, 11, 20, 1)).astype(np.float32)   # 14 positions
+  want = np.asarray(conv(x))
+  for group in (None, 1, 2, 4, 5, 14, 30):
+    np.testing.assert_allclose(layers.banded_mel_conv(conv, x, group), want, rtol=1e-5, atol=1e-5, err_msg=group)

@@ -103,13 +103,21 @@ class MelConvReluBN(ConvReluBN):
     return self.bn(jax.nn.relu(self._conv(x, train)), use_running_average=not train)
 
   def _conv(self, x: jax.Array, train: bool) -> jax.Array:
-    """The banded form wherever it is faster: always in training (the one-channel kernel's weight gradient is
-    the slow part, 1.6-6x per branch), and in inference for the tall kernels with more than one frame
-    (7x86: 50 -> 19 ms forward at batch 32); the 0.4-mel and one-frame kernels infer faster directly (the banded
-    form does 2.5x their multiply-adds). Same values either way."""
-    kt, h = self.conv.kernel.shape[:2]
-    if train or (kt > 1 and 3 * h >= 2 * x.shape[2]):
+    """The form that is fastest for the shape (measured on XLA:CPU, 2 cores; same values in every form):
+    - training: one band over all mels (the one-channel kernel's weight gradient is the slow part, 1.6-6x
+      per branch);
+    - inference (micro-batches of 4 chunks, ``step.in_microbatches``), per ``(B=4, 187 frames, 96 mels)``:
+      few filters (<= 16) and more than one frame: groups of 4 positions (7x86x8: 3.5 -> 1.0 ms, 7x38x8
+      6.7 -> 3.9); many filters (>= 64) on a tall kernel: groups of 2 (musicnn's 7x67x204: 38.6 ms direct,
+      78.6 one band, 32.0 groups of 2); otherwise the direct convolution (one frame, or musicnn's 7x38x204:
+      56.9 direct, 60-133 banded)."""
+    kt, h, _, filters = self.conv.kernel.shape
+    if train:
       return banded_mel_conv(self.conv, x)
+    if kt > 1 and filters <= 16:
+      return banded_mel_conv(self.conv, x, group=4)
+    if filters >= 64 and 2 * h >= x.shape[2]:
+      return banded_mel_conv(self.conv, x, group=2)
     return self.conv(x)
 
   def pooled(self, x: jax.Array, train: bool) -> jax.Array:
@@ -176,24 +184,38 @@ def _relu_bn_pool_bwd(epsilon, size, res, cts):
 relu_bn_pool.defvjp(_relu_bn_pool_fwd, _relu_bn_pool_bwd)
 
 
-def banded_mel_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+def banded_mel_conv(conv: nnx.Conv, x: jax.Array, group: int | None = None) -> jax.Array:
   """``conv(x)`` for ``x`` of shape ``(B, T, F, 1)`` and a stride-1 'VALID' ``(kt, h)`` kernel: ``(B, T-kt+1,
-  F-h+1, filters)``. The kernel is spread into a banded ``(kt, F, (F-h+1) * filters)`` one (position ``p``
-  sees mels ``p..p+h-1``; the rest are exact zeros), so each output is the same sum of the same products."""
+  F-h+1, filters)``. The kernel is spread into a banded ``(kt, group+h-1, group * filters)`` one (position ``p``
+  of a group sees its mels ``p..p+h-1``; the rest are exact zeros), so each output is the same sum of the same
+  products. ``group=None``: all ``F-h+1`` positions in one group over all mels (one conv). Smaller groups: the
+  mel axis is cut into overlapping windows of ``group+h-1`` mels, stacked into the batch, all through one
+  shared band (fewer zero multiply-adds: ``(group+h-1)/h`` instead of ``F/h``)."""
   kernel = conv.kernel[...]
   kt, h, cin, filters = kernel.shape
   batch, frames, mels, _ = x.shape
   if cin != 1 or conv.padding != "VALID" or set(np.atleast_1d(conv.strides)) != {1}:
     raise ValueError("banded_mel_conv takes a one-channel, stride-1, 'VALID' conv")
   positions = mels - h + 1
-  offset = np.arange(mels)[:, None] - np.arange(positions)[None, :]               # (F, P): mel - position
+  g = positions if group is None else min(group, positions)
+  n = -(-positions // g)                                                            # groups
+  width = g + h - 1                                                                 # mels a group sees
+  offset = np.arange(width)[:, None] - np.arange(g)[None, :]                        # (mel, position) in a group
   take = np.where((offset >= 0) & (offset < h), offset, h)                          # h -> the zero row
   padded = jnp.concatenate([kernel[:, :, 0, :], jnp.zeros((kt, 1, filters), kernel.dtype)], axis=1)
-  banded = padded[:, take, :].reshape(kt, mels, positions * filters)
+  banded = padded[:, take, :].reshape(kt, width, g * filters)
   dtype = conv.dtype or x.dtype
-  y = jax.lax.conv_general_dilated(x[..., 0].astype(dtype), banded.astype(dtype), (1,), "VALID",
+  v = x[..., 0].astype(dtype)
+  if n > 1:                        # (B, T, mels) -> (B * n, T, width): group j sees mels j*g .. j*g + width - 1
+    v = jnp.pad(v, ((0, 0), (0, 0), (0, n * g + h - 1 - mels)))
+    v = jnp.stack([v[:, :, j * g:j * g + width] for j in range(n)], axis=1).reshape(batch * n, frames, width)
+  y = jax.lax.conv_general_dilated(v, banded.astype(dtype), (1,), "VALID",
                                    dimension_numbers=("NWC", "WIO", "NWC"), precision=conv.precision)
-  y = y.reshape(batch, frames - kt + 1, positions, filters)
+  if n > 1:                        # (B * n, T', g * filters) -> (B, T', n * g, filters), padded positions cut
+    y = jnp.swapaxes(y.reshape(batch, n, frames - kt + 1, g, filters), 1, 2)
+    y = y.reshape(batch, frames - kt + 1, n * g, filters)[:, :, :positions]
+  else:
+    y = y.reshape(batch, frames - kt + 1, positions, filters)
   return y + conv.bias[...].astype(y.dtype) if conv.use_bias else y
 
 
