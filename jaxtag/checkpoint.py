@@ -216,9 +216,7 @@ class Checkpoints:
         if src.exists():
           src.rename(dst)
           logging.warning("set aside unreadable checkpoint step %d as %s", step, dst)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices("jaxtag_checkpoints_set_aside")
+    distributed.barrier("jaxtag_checkpoints_set_aside")
     self.latest.reload()
 
   def wait(self) -> None:

@@ -118,7 +118,6 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
         shard_seconds: float = 60.0, progress_seconds: float = 10.0, fmt: str = "jsonl") -> dict:
   """Tags every not-yet-done file of ``spec`` into ``out``; returns the summary (process 0: whole output)."""
   import jax
-  from jax.experimental import multihost_utils
   from jaxtag import distributed
   from jaxtag.tagging.engine import Engine
   if not os.path.exists(spec):
@@ -138,8 +137,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   if pi == 0:
     shards._atomic_write(os.path.join(out, "tags.json"), json.dumps(list(tags)).encode())
   done = shards.load_done(out)
-  if pc > 1:   # every process has read the resume set before any commits a new shard
-    multihost_utils.sync_global_devices("jaxtag.tag: resume set read")
+  distributed.barrier("jaxtag.tag: resume set read")   # before any process commits a new shard
   writer = shards.ShardWriter(out, pi, shard_size, shard_seconds, fmt)
   scratch = os.path.join(out, ".scratch", f"p{pi:03d}")   # long files' decoded chunks, on their way in
   shutil.rmtree(scratch, ignore_errors=True)
@@ -257,8 +255,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
       pool.shutdown(cancel_futures=True)
     shutil.rmtree(scratch, ignore_errors=True)
   counts = distributed.sum_over_processes(np.asarray([n_tagged, sum(n_failed.values()), n_seconds], np.float32))
-  if pc > 1:
-    multihost_utils.sync_global_devices("jaxtag.tag: all shards committed")
+  distributed.barrier("jaxtag.tag: all shards committed")
   counts = [float(c) for c in counts] + [time.monotonic() - started]   # wall: after every process finished
   summary = {"this_run": {"tagged": int(counts[0]), "failed": int(counts[1]), "audio_hours": counts[2] / 3600,
                           "wall_seconds": counts[3], "files_per_s": (counts[0] + counts[1]) / max(counts[3], 1e-9),

@@ -34,24 +34,30 @@ def _atomic_write(path: str, data: bytes) -> None:
   os.replace(tmp, path)
 
 
+def _tags_files(out: str) -> list[tuple[str, str, str]]:
+  """``(shard id, format, path)`` of every committed tags file in ``out``, in shard order."""
+  return sorted((m.group(1), m.group(2), p) for p in glob.glob(os.path.join(out, "tags-p*"))
+                if (m := _NAME.search(p)))
+
+
 def committed(out: str) -> list[str]:
   """Shard ids (``pPPP-SSSSSS``) whose tags file is in place, sorted."""
-  return sorted(m.group(1) for p in glob.glob(os.path.join(out, "tags-p*")) if (m := _NAME.search(p)))
+  return [shard for shard, _, _ in _tags_files(out)]
 
 
 def formats_in(out: str) -> set[str]:
   """The formats of the committed tags files in ``out``."""
-  return {m.group(2) for p in glob.glob(os.path.join(out, "tags-p*")) if (m := _NAME.search(p))}
+  return {fmt for _, fmt, _ in _tags_files(out)}
 
 
 def read_rows(out: str) -> list[dict]:
   """Every row of every committed shard, in shard order, as the JSONL rows read back (lists, not arrays)."""
   rows = []
-  for p in sorted(glob.glob(os.path.join(out, "tags-p*"))):
-    if (m := _NAME.search(p)) and m.group(2) == "jsonl":
+  for _, fmt, p in _tags_files(out):
+    if fmt == "jsonl":
       with open(p) as f:
         rows += [json.loads(line) for line in f]
-    elif m:
+    else:
       import pyarrow.parquet as pq
       rows += [{**r, "top": [[t["tag"], t["score"]] for t in r["top"]]} for r in pq.read_table(p).to_pylist()]
   return rows
