@@ -17,7 +17,7 @@ import tempfile
 from absl import app, flags, logging
 
 from benchmarks import harness
-from jaxtag import metrics, train
+from jaxtag.training import metrics, train
 from jaxtag.data import pack, packed
 
 flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")

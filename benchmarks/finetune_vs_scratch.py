@@ -58,7 +58,9 @@ def run_arm(workdir, init, manifest, tags, a):
 def step0(init, manifest, tags, a) -> dict:
   """Test metrics of the initial model of an arm (scored the way validation scores)."""
   from configs import finetune
-  from jaxtag import checkpoint, inference, scoring, sharding, step as step_lib, train_state, transfer
+  from jaxtag.training import checkpoint, step as step_lib, train_state, transfer
+  from jaxtag.serving import inference
+  from jaxtag.core import scoring, sharding
   from jaxtag.data import index as index_lib
   c = finetune.get_config(None)
   c.data.manifest, c.data.tags_file, c.init.workdir, c.seed = manifest, tags, init, a.seed
@@ -78,7 +80,7 @@ def step0(init, manifest, tags, a) -> dict:
 
 
 def curve(workdir) -> list[dict]:
-  from jaxtag import metrics
+  from jaxtag.training import metrics
   return [{"step": r["step"], "roc_auc": r["val/roc_auc"], "pr_auc": r["val/pr_auc"]}
           for r in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "val/roc_auc" in r]
 

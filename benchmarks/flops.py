@@ -19,8 +19,9 @@ import time
 import jax
 import numpy as np
 
-from jaxtag import sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.core import sharding
+from jaxtag.training import train_state
+from jaxtag.training import step as step_lib
 
 # name -> (config module, config arg): the paper's models as jaxtag registers them.
 MODELS = {

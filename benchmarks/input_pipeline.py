@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import harness
-from configs import common
+from jaxtag.core import config as config_lib
 from jaxtag.data import index, pack, pipeline, readers, tuning
 
 flags.DEFINE_integer("n", 240, "Generated clips.")
@@ -62,7 +62,7 @@ def _read_us(d, songs, n: int = 64) -> float:
 
 def main(argv):
   del argv
-  d = common.base_config().data
+  d = config_lib.base_config().data
   d.generated_n, d.generated_clip_seconds, d.cache_dir = FLAGS.n, FLAGS.clip_seconds, FLAGS.cache_dir
   songs = index.load_songs(d).split("train")
   rows, packs = [], {}

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from jaxtag import scoring  # noqa: E402
+from jaxtag.core import scoring  # noqa: E402
 from jaxtag.data import generate  # noqa: E402
 from jaxtag.data.render import corpus as render_corpus  # noqa: E402
 from jaxtag.data.render import label  # noqa: E402
@@ -44,7 +44,7 @@ def clean_matrix(rows, tags, degrees) -> np.ndarray:
 
 
 def zeroshot(tagger, manifest: str, degrees: tuple, batch: int) -> dict:
-  from jaxtag import predict
+  from jaxtag.serving import predict
   rows = [json.loads(line) for line in open(manifest)]
   files = [os.path.join(os.path.dirname(manifest), r["path"]) for r in rows]
   t0 = time.time()
@@ -79,7 +79,7 @@ def main():
   p.add_argument("--batch", type=int, default=3, help="chunks per call: a 10-s clip has 3 (padding is wasted work)")
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "musicnn_zeroshot.jsonl"))
   a = p.parse_args()
-  from jaxtag import predict
+  from jaxtag.serving import predict
   from jaxtag.tools import import_musicnn
   if not os.path.exists(os.path.join(a.run_dir, "config.json")):
     import_musicnn.import_musicnn(a.weights, a.run_dir, "MTT_musicnn")

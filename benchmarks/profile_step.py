@@ -25,8 +25,9 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxtag import sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.models import registry
+from jaxtag.core import sharding
+from jaxtag.training import step as step_lib
 
 PEER = {  # the peer's model names -> jaxtag config getters (as the peer's bench_jaxtag.py)
     "spec-k8-f64-u200": ("mtt", "spectrogram,small"),
@@ -118,7 +119,7 @@ def build(name: str, mode: str, batch: int, dtype: str):
   c.model.dtype = dtype
   mesh = sharding.make_mesh()
   n = int(round(c.data.chunk_seconds * c.data.sample_rate))
-  graphdef, params, rest = step_lib.split_model(train_state.new_model(c, 50))
+  graphdef, params, rest = step_lib.split_model(registry.new_model(c, 50))
   rng = np.random.default_rng(0)
   x = jax.device_put((0.1 * rng.standard_normal((batch, n))).astype(np.float32), sharding.data_sharded(mesh))
   y = jax.device_put((rng.random((batch, 50)) < 0.5).astype(np.float32), sharding.data_sharded(mesh))

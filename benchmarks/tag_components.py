@@ -1,5 +1,5 @@
 """Where library tagging's time goes on this machine: decode seconds per file and the model's forward rate at
-``jaxtag.predict``'s batch (16) and ``jaxtag.tag``'s (64), on the clips and the run ``tag_library.py`` made.
+``jaxtag.serving.predict``'s batch (16) and ``jaxtag.serving.tag``'s (64), on the clips and the run ``tag_library.py`` made.
 
     PYTHONPATH=$PWD python benchmarks/tag_components.py [--work=/tmp/jaxtag_tag_bench] [--files=8]
 
@@ -27,9 +27,9 @@ def main():
                                                      "tag_components.jsonl"))
   args = ap.parse_args()
   import jax
-  from jaxtag import predict
+  from jaxtag.serving import predict
   from jaxtag.data import decode
-  from jaxtag.tagging import prep
+  from jaxtag.serving import tag_prep as prep
   clips = sorted(glob.glob(os.path.join(args.work, "clips", "*.mp3")))[:args.files]
   tagger = predict.Tagger(os.path.join(args.work, "MTT_musicnn"))
   contract = prep.contract_of(tagger.config)

@@ -1,10 +1,10 @@
-"""Library tagging throughput on this CPU: ``jaxtag.tag`` vs musicnn's own tagger vs ``jaxtag.predict``, on the
+"""Library tagging throughput on this CPU: ``jaxtag.serving.tag`` vs musicnn's own tagger vs ``jaxtag.serving.predict``, on the
 same 30-s mp3 clips, with the authors' MTT musicnn weights (imported into a jaxtag run for the jaxtag rows).
 
     PYTHONPATH=$PWD python benchmarks/tag_library.py --n=120 [--musicnn_python=/work/venvs/musicnn/bin/python]
 
 Each system runs as its own process on all the files, timed from process start to exit (what a user waits
-for: imports, model load and compilation included); ``jaxtag.tag`` also reports its own loop rate (after
+for: imports, model load and compilation included); ``jaxtag.serving.tag`` also reports its own loop rate (after
 the model is loaded). musicnn runs the way its README tags a file (``musicnn.tagger.top_tags`` per file, which
 builds the TF graph and restores the checkpoint every call) and, as a stronger baseline, with one TF session
 reused for every file (its ``batch_data`` preprocessing, then one ``sess.run`` per file).
@@ -107,7 +107,7 @@ def main():
   ap.add_argument("--weights", default=os.path.join(SHARED, "musicnn_ref", "MTT_musicnn_weights.npz"))
   ap.add_argument("--musicnn_python", default="/work/venvs/musicnn/bin/python")
   ap.add_argument("--systems", default="tag,predict,musicnn_session,musicnn_top_tags")
-  ap.add_argument("--tag_flags", default="", help="extra flags for jaxtag.tag, space-separated")
+  ap.add_argument("--tag_flags", default="", help="extra flags for jaxtag.serving.tag, space-separated")
   ap.add_argument("--json_out", default=os.path.join(ROOT, "benchmarks", "results", "tag_library.jsonl"))
   args = ap.parse_args()
   clips = make_clips(os.path.join(args.work, "clips"), args.n, args.seconds)

@@ -1,4 +1,4 @@
-"""Peak memory of one decode worker on a long file: ``decode.load_audio_stream`` (what ``jaxtag.tag``'s
+"""Peak memory of one decode worker on a long file: ``decode.load_audio_stream`` (what ``jaxtag.serving.tag``'s
 workers run) vs the whole-file ``decode.load_audio``, on a 2-hour 44.1-kHz stereo FLAC.
 
     PYTHONPATH=$PWD python benchmarks/tag_long_file.py [--minutes=120] [--whole]

@@ -17,8 +17,9 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import harness
-from jaxtag import sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.core import sharding
+from jaxtag.training import train_state
+from jaxtag.training import step as step_lib
 
 flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")

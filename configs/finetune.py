@@ -13,7 +13,7 @@ a linear probe instead (only the output layer trains); ``finetune.py:top`` train
 Another source run (e.g. an MSD_vgg import or a run trained here) needs its model settings: the start-up check
 names each one that differs, with the flag to set.
 """
-from configs import common
+from jaxtag.core import config as config_lib
 
 MODES = ("all", "top", "head")
 
@@ -21,7 +21,7 @@ MODES = ("all", "top", "head")
 def get_config(arg=None):
   items = [s.strip() for s in (arg or "").split(",") if s.strip()]
   modes = [m for m in items if m in MODES]
-  args, c = common.new_config(",".join(i for i in items if i not in MODES), "finetune", "manifest",
+  args, c = config_lib.new_config(",".join(i for i in items if i not in MODES), "finetune", "manifest",
                               "your manifest", chunk_seconds=3.0)
   from jaxtag.tools.import_musicnn import musicnn_config
   c.model = musicnn_config("MTT_musicnn").model
@@ -40,4 +40,4 @@ def get_config(arg=None):
   t.best_metric = "roc_auc"
   t.early_stopping_patience = 5
   t.plateau_patience = 2           # halve the LR after 2 validations without a lower loss
-  return common.apply_args(c, {**args, "model": c.model.name}, default_frontend=c.model.name)
+  return config_lib.apply_args(c, {**args, "model": c.model.name}, default_frontend=c.model.name)

@@ -4,14 +4,14 @@ Default ``spectrogram`` is k=16, F=512, U=500 (5,926,198 params); ``waveform`` i
 (5,379,126). Label files: ``--config.data.labels.train=ids.txt:y.npy`` (or a ``id<TAB>[0, 1, ...]`` tsv),
 audio under ``--config.data.root`` following ``data.audio_pattern``.
 """
-from configs import common
+from jaxtag.core import config as config_lib
 
 
 def get_config(arg=None):
-  args, c = common.new_config(arg, "msd", "msd", "Million Song Dataset", chunk_seconds=3.0)
+  args, c = config_lib.new_config(arg, "msd", "msd", "Million Song Dataset", chunk_seconds=3.0)
   c.model.spectrogram_k = 16
   c.model.waveform_width = 1
   c.train.steps = 1000 * 6302        # ~1,000 epochs of 201,680 songs / 32, as MSD_musicnn trained
   c.train.eval_every = 6302
   c.train.checkpoint_every = 2000
-  return common.apply_args(c, args, default_frontend="spectrogram")
+  return config_lib.apply_args(c, args, default_frontend="spectrogram")

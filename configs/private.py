@@ -4,11 +4,11 @@ Like the paper's private data: 15-s chunks, graded targets trained with MSE, fix
 a deterministic training subset of the train pool. Waveform = 9-layer x1 front-end (5,478,198 params),
 spectrogram = k16 (5,926,198). Point ``--config.data.manifest`` at a JSONL/CSV manifest.
 """
-from configs import common
+from jaxtag.core import config as config_lib
 
 
 def private_config(arg, train_size: int, name: str):
-  args, c = common.new_config(arg, name, "manifest", "private-style corpus", chunk_seconds=15.0)
+  args, c = config_lib.new_config(arg, name, "manifest", "private-style corpus", chunk_seconds=15.0)
   c.data.train_size = train_size
   c.model.waveform_layers = 9
   c.model.waveform_width = 1
@@ -19,4 +19,4 @@ def private_config(arg, train_size: int, name: str):
   c.train.eval_every = 5000
   c.train.checkpoint_every = 2000
   c.train.plateau_patience = 10
-  return common.apply_args(c, args, default_frontend="waveform")
+  return config_lib.apply_args(c, args, default_frontend="waveform")

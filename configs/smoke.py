@@ -2,13 +2,13 @@
 
 ``python -m jaxtag.main --config=configs/smoke.py --workdir=runs/smoke`` renders 600 clips of 6 s (once per
 machine), trains and evaluates in about 5 minutes on a 2-core CPU. ``configs/smoke.py:waveform`` picks the
-waveform front-end. Other configs' ``:smoke`` flag (``common.apply_smoke``) keeps the fast numpy corpus.
+waveform front-end. Other configs' ``:smoke`` flag (``config_lib.apply_smoke``) keeps the fast numpy corpus.
 """
-from configs import common
+from jaxtag.core import config as config_lib
 
 
 def rendered(c):
-  """The rendered-corpus smoke recipe, on top of ``common.apply_smoke`` (why each value: docs/notes_issue13.md)."""
+  """The rendered-corpus smoke recipe, on top of ``config_lib.apply_smoke`` (why each value: docs/notes_issue13.md)."""
   c.data.dataset = "rendered"
   c.data.dataset_title = "jaxtag rendered corpus"
   c.data.generated_n = 600
@@ -23,11 +23,11 @@ def rendered(c):
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  c = common.base_config()
+  args = config_lib.parse_arg(arg)
+  c = config_lib.base_config()
   c.experiment = "smoke"
   args["smoke"] = True
-  c = rendered(common.apply_args(c, args, default_frontend="spectrogram"))
+  c = rendered(config_lib.apply_args(c, args, default_frontend="spectrogram"))
   if "steps" in args:   # the command line wins over the recipe
     c.train.steps = args["steps"]
   return c

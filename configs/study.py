@@ -1,4 +1,4 @@
-"""The study: {waveform, spectrogram} x nested train sizes x seeds on the rendered corpus (``jaxtag.study``).
+"""The study: {waveform, spectrogram} x nested train sizes x seeds on the rendered corpus (``jaxtag.analyze.study``).
 
 ``python -m jaxtag.study --config=configs/study.py --workdir=runs/study``. Every cell is the smoke recipe on
 the smoke corpus (600 rendered clips of 6 s: ~480 train / 60 valid / 60 test, artist-disjoint; the
@@ -10,7 +10,8 @@ paper-size one of ``launch/study_gpu.sh`` (3,000 clips of 10 s, MTT-size models,
 """
 import ml_collections
 
-from configs import common, smoke
+from configs import smoke
+from jaxtag.core import config as config_lib
 
 
 STUDY_FLAGS = ("tiny", "paper")
@@ -18,12 +19,12 @@ STUDY_FLAGS = ("tiny", "paper")
 
 def get_config(arg=None):
   items = [a.strip() for a in (arg or "").split(",") if a.strip()]
-  args = common.parse_arg(",".join(a for a in items if a not in STUDY_FLAGS))
+  args = config_lib.parse_arg(",".join(a for a in items if a not in STUDY_FLAGS))
   tiny, paper = "tiny" in items, "paper" in items
-  c = common.base_config()
+  c = config_lib.base_config()
   c.experiment = "study"
   args["smoke"] = True
-  c = smoke.rendered(common.apply_args(c, args, default_frontend="spectrogram"))
+  c = smoke.rendered(config_lib.apply_args(c, args, default_frontend="spectrogram"))
   c.model.spectrogram_k = 8         # the CPU-size pair on one F=32/U=64 back-end (counts: docs/results.md)
   c.model.waveform_scale = 0.5      # half the sample-level filters (32..128), so a waveform step costs ~a spectrogram one
   c.train.steps = args.get("steps", 300)   # ~3 min a cell on 2 cores; 12 cells + 3 baselines in ~50 min

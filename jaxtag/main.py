@@ -1,9 +1,9 @@
 """The one entry point: ``python -m jaxtag.main --config=configs/private_1m.py --workdir=DIR``.
 
 Running the same command again resumes from the newest checkpoint in ``--workdir``. All logic lives in
-``jaxtag.train`` so that tests and notebooks can call ``train_and_evaluate`` directly. The console shows
-jaxtag's own INFO lines only, unless ``--verbosity`` is given (``jaxtag.logs``); a config, data or
-run-directory mistake, or a failed checkpoint save, ends in one line (``jaxtag.cli``).
+``jaxtag.training.train`` so that tests and notebooks can call ``train_and_evaluate`` directly. The console shows
+jaxtag's own INFO lines only, unless ``--verbosity`` is given (``jaxtag.core.logs``); a config, data or
+run-directory mistake, or a failed checkpoint save, ends in one line (``jaxtag.core.cli``).
 """
 from absl import app, flags
 from ml_collections import config_flags
@@ -30,9 +30,9 @@ def main(argv):
 
 
 def run(hooks=()):
-  """The run the flags describe, with optional loop ``hooks`` (``jaxtag.train.Hook``): tools and tests that
+  """The run the flags describe, with optional loop ``hooks`` (``jaxtag.training.train.Hook``): tools and tests that
   need to see inside the loop wrap this entry point instead of adding keys to the config."""
-  from jaxtag import cli, distributed, logs, remote
+  from jaxtag.core import cli, distributed, logs, remote
   from jaxtag.data import workers
   verbosity_given = "verbosity" in FLAGS and FLAGS["verbosity"].present
   logs.configure(is_main_process=True, verbosity_given=verbosity_given)
@@ -40,7 +40,7 @@ def run(hooks=()):
   remote.require_gcs(workdir=FLAGS.workdir, **{"config.data.manifest": config.data.get("manifest", "")})
   try:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    from jaxtag import train
+    from jaxtag.training import train
     import jax
     # One log for the whole run: processes other than 0 report only warnings and errors.
     logs.configure(is_main_process=jax.process_index() == 0, verbosity_given=verbosity_given)
@@ -50,5 +50,5 @@ def run(hooks=()):
 
 
 if __name__ == "__main__":   # required: grain workers re-import __main__
-  from jaxtag import cli
+  from jaxtag.core import cli
   cli.run(main, define_flags, required=("config", "workdir"))

@@ -35,7 +35,7 @@ def save_untrained_run(path: str) -> str:
   """An untrained smoke-config model (numpy-corpus tags, 1-s chunks) saved as a run: tools that only need a
   run directory (predict, tag) are tested without training."""
   from configs import smoke
-  from jaxtag import checkpoint
+  from jaxtag.training import checkpoint
   from jaxtag.data import generate
   config = smoke.get_config()
   config.data.chunk_seconds = 1.0
@@ -46,8 +46,8 @@ def save_untrained_run(path: str) -> str:
 
 def data_config(**data):
   """A data config for in-process pipeline tests: 1-s chunks, no worker processes, one read thread."""
-  from configs import common
-  c = common.base_config()
+  from jaxtag.core import config as config_lib
+  c = config_lib.base_config()
   c.data.chunk_seconds, c.data.num_workers, c.data.read_threads = 1.0, 0, 1
   c.data.update(data)
   return c.data

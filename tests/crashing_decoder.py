@@ -1,9 +1,9 @@
-"""Test-only decode task for ``jaxtag.tag``'s pool: a file named ``crash*`` kills its worker process
+"""Test-only decode task for ``jaxtag.serving.tag``'s pool: a file named ``crash*`` kills its worker process
 (``os._exit``, as an OOM kill or a segfaulting decoder would), every other file decodes as usual. Kept apart
 from ``faults.py`` so the spawned workers that unpickle it import no jax."""
 import os
 
-from jaxtag.tagging import worker
+from jaxtag.serving import tag_worker as worker
 
 
 def decode_file(path, *args, **kwargs):

@@ -10,7 +10,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxtag import main as jaxtag_main
-from jaxtag import train
+from jaxtag.training import train
 
 flags.DEFINE_integer("nan_at", -1, "Put one NaN sample into the batch of this step (0-based).")
 flags.DEFINE_integer("stall_after_save", -1, "Hang after the checkpoint of this step was queued (if trained here).")
@@ -55,6 +55,6 @@ def main(argv):
 
 
 if __name__ == "__main__":   # grain workers re-import __main__
-  from jaxtag import cli
+  from jaxtag.core import cli
   jaxtag_main.define_flags()
   cli.run(main, required=("config", "workdir"))

@@ -15,8 +15,9 @@ import jax
 import numpy as np
 
 from configs import mtt
-from jaxtag import sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.models import registry
+from jaxtag.core import sharding
+from jaxtag.training import step as step_lib
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "step_reference.npz")
 MODELS = {"spec-k8-f64-u200": lambda: mtt.get_config("spectrogram,small"),
@@ -52,7 +53,7 @@ def compute(name: str, eager: bool = False) -> dict[str, np.ndarray]:
   c = MODELS[name]()
   mesh = sharding.make_mesh(jax.devices()[:1])
   n = int(round(c.data.chunk_seconds * c.data.sample_rate))
-  graphdef, params, rest = step_lib.split_model(train_state.new_model(c, 50))
+  graphdef, params, rest = step_lib.split_model(registry.new_model(c, 50))
   rng = np.random.default_rng(0)
   x = (0.1 * rng.standard_normal((BATCH, n))).astype(np.float32)
   y = (rng.random((BATCH, 50)) < 0.5).astype(np.float32)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxtag import report
+from jaxtag.evaluation import report
 from jaxtag.analyze import exclusive, popularity, scaling
 
 

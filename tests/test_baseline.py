@@ -1,7 +1,7 @@
 """The per-tag GBT baseline: its tempo feature finds a click track's tempo, and the per-tag models learn."""
 import numpy as np
 
-from jaxtag import scoring
+from jaxtag.core import scoring
 from jaxtag.analyze import baseline
 
 SR = 16000

@@ -1,4 +1,4 @@
-"""The checkpoint policy (jaxtag.checkpoint): one manager keeping the latest N plus the best, fallback past an
+"""The checkpoint policy (jaxtag.training.checkpoint): one manager keeping the latest N plus the best, fallback past an
 unreadable newest step, and a failed save (disk full) that leaves earlier steps restorable."""
 import logging
 import os
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import checkpoint, errors
+from jaxtag.training import checkpoint
+from jaxtag.core import errors
 
 
 def state(v: int) -> dict:
@@ -96,7 +97,8 @@ DISK_FULL = textwrap.dedent("""
   import resource, signal, sys
   sys.path.insert(0, {tests!r})
   from test_checkpoint_policy import state, data_iter
-  from jaxtag import checkpoint, errors
+  from jaxtag.training import checkpoint
+  from jaxtag.core import errors
   ckpts, it = checkpoint.Checkpoints({workdir!r}, keep=3), data_iter()
   import jax.numpy as jnp, numpy as np
   big = {{"w": jnp.asarray(np.random.default_rng(3).standard_normal(1 << 18).astype(np.float32)),

@@ -91,7 +91,7 @@ def test_traceback_flag_shows_the_trace(tmp_path):
 
 def test_log_filter_keeps_own_info_and_every_warning_without_foreign_tracebacks():
   import logging
-  from jaxtag import logs
+  from jaxtag.core import logs
 
   def record(path, level, msg="m", exc=None):
     return logging.LogRecord("absl", level, path, 1, msg, None, exc)

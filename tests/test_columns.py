@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import errors
+from jaxtag.core import errors
 from jaxtag.data import columns, index, manifest
 
 

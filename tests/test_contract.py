@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, SHARED, data_config
-from jaxtag import contract, predict
+from jaxtag.models import contract
+from jaxtag.serving import predict
 
 REF = os.path.join(SHARED, "musicnn_ref")
 MP3_REF = os.path.join(ROOT, "tests", "data", "musicnn_mp3")
@@ -107,7 +108,7 @@ def test_chunks_patching_and_overlap_follow_musicnn():
 
 def test_contract_from_config_and_run(tmp_path):
   from configs import smoke
-  from jaxtag import checkpoint
+  from jaxtag.training import checkpoint
   from jaxtag.tools import import_musicnn
   config = smoke.get_config()
   c = contract.from_config(config)
@@ -152,10 +153,11 @@ def test_eval_batches_feed_the_contract_inputs(tmp_path):
 def test_evaluate_path_feeds_musicnn_patches(mtt_run):
   """``evaluate``'s inference (the device mesh, the eval pipeline) gives the imported run the same patches,
   hence the same per-patch logits, as ``predict``."""
-  from jaxtag import inference, scoring
+  from jaxtag.serving import inference
+  from jaxtag.core import scoring
   from jaxtag.data.songs import Song
   w, tagger = mtt_run
-  from jaxtag import checkpoint
+  from jaxtag.training import checkpoint
   _, _, model, _ = checkpoint.load_for_inference(w)
   songs = [Song("synth", WAV, np.zeros(50, np.float32), "test")]
   logits, song = inference.predict_chunks(model, tagger.config, songs, batch=8,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SHARED
-from configs import common
+from jaxtag.core import config as config_lib
 from jaxtag.data import index, manifest, msd, mtt
 
 MTT_CSV = os.path.join(SHARED, "data", "mtt", "annotations_final.sample.csv")
@@ -85,7 +85,7 @@ def test_msd_both_label_forms_agree(tmp_path):
     np.testing.assert_array_equal(np.stack([s.targets for s in a.songs]), np.stack([s.targets for s in b.songs]))
   s = a.songs[0]
   assert s.path == f"/msd/{s.id[2]}/{s.id[3]}/{s.id[4]}/{s.id}.clip.mp3" and s.split == "valid"
-  d = common.base_config().data
+  d = config_lib.base_config().data
   d.dataset, d.root, d.labels.valid, d.labels.test = "msd", "/msd", MSD_TSV, f"{MSD_IDS}:{MSD_Y}"
   assert index.load_songs(d).counts() == {"train": 0, "valid": 300, "test": 300}
 
@@ -141,11 +141,11 @@ def test_config_mistakes_fail_with_the_key_to_set():
   for key, value, match in (("dataset", "mttt", "valid: 'generated'"), ("short_policy", "drop", "pad"),
                             ("dataset", "mtt", "data.annotations"), ("dataset", "manifest", "data.manifest"),
                             ("dataset", "msd", "data.labels")):
-    d = common.base_config().data
+    d = config_lib.base_config().data
     setattr(d, key, value)
     with pytest.raises(ValueError, match=match):
       index.load_songs(d)
-  d = common.base_config().data
+  d = config_lib.base_config().data
   d.dataset, d.annotations, d.mtt_split = "mtt", MTT_CSV, "cleaned"
   with pytest.raises(ValueError, match="pons"):
     index.load_songs(d)

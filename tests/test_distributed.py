@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from jaxtag import distributed, metrics
+from jaxtag.core import distributed
+from jaxtag.training import metrics
 from jaxtag.data import index
 
 

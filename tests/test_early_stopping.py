@@ -1,5 +1,5 @@
 """Early stopping: P validations in a row without a new best end the run; a new best resets the count."""
-from jaxtag import early_stopping
+from jaxtag.training import early_stopping
 
 
 def test_stops_after_patience_validations_without_a_new_best():

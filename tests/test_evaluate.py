@@ -1,4 +1,4 @@
-"""A smoke run end to end: jaxtag.main trains, jaxtag.evaluate / analyze baseline / ensemble / popularity /
+"""A smoke run end to end: jaxtag.main trains, jaxtag.evaluation.evaluate / analyze baseline / ensemble / popularity /
 exclusive / scaling report on it, and every number in their files is recomputed here (sklearn, numpy)."""
 import csv
 import json
@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics
 
 from conftest import ROOT
-from jaxtag import evaluate, report
+from jaxtag.evaluation import evaluate, report
 from jaxtag.analyze import exclusive, popularity, scaling
 
 DATA = ["--config.data.dataset=generated", "--config.data.dataset_title=jaxtag generated corpus", "--config.data.generated_n=100",
@@ -35,7 +35,7 @@ def smoke(tmp_path_factory):
   run, gbt = str(base / "spectrogram"), str(base / "baseline")
   _run("jaxtag.main", "--config=configs/smoke.py", f"--workdir={run}", *data, *TRAIN)
   _run("jaxtag.analyze", "baseline", "--config=configs/smoke.py", f"--workdir={gbt}", "--max_iter=20", *data)
-  out = _run("jaxtag.evaluate", f"--workdir={run}", "--split=test", "--json")
+  out = _run("jaxtag.evaluation.evaluate", f"--workdir={run}", "--split=test", "--json")
   return {"run": run, "gbt": gbt, "eval": json.loads(out.strip().splitlines()[-1])}
 
 

@@ -14,7 +14,8 @@ from conftest import ROOT, SHARED
 ort = pytest.importorskip("onnxruntime", reason="the ONNX export extra is not installed: pip install -e '.[export]'")
 pytest.importorskip("onnx", reason="the ONNX export extra is not installed: pip install -e '.[export]'")
 
-from jaxtag import checkpoint, export, predict  # noqa: E402
+from jaxtag.training import checkpoint  # noqa: E402
+from jaxtag.serving import export, predict
 
 REF = os.path.join(SHARED, "musicnn_ref")
 WAV = os.path.join(REF, "synth_chords_clicks_16k.wav")
@@ -74,7 +75,7 @@ def _check(workdir, tmp_path, batches=(1, 3)):
   _, c, tags = export.export(workdir, out)
   session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
   meta = session.get_modelmeta().custom_metadata_map
-  assert json.loads(meta["jaxtag.tags"]) == list(tags) and json.loads(meta["jaxtag.contract"]) == c.to_dict()
+  assert json.loads(meta["jaxtag.tags"]) == list(tags) and json.loads(meta["jaxtag.models.contract"]) == c.to_dict()
   with open(os.path.join(workdir, "contract.json")) as f:
     assert json.load(f) == c.to_dict()
   w = json.loads(meta["jaxtag.windows"])
@@ -141,7 +142,7 @@ def test_cli_and_unsupported_model(runs, tmp_path):
                          f"--out={tmp_path / 'x.onnx'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error:")
   from configs import smoke
-  from jaxtag import contract
+  from jaxtag.models import contract
   config = smoke.get_config("model=crnn")
   with pytest.raises(ValueError, match="does not support model 'crnn'"):
     export.build(None, config, ["a"], contract.from_config(config))

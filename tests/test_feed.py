@@ -5,7 +5,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from configs import smoke
-from jaxtag import feed, train
+from jaxtag.training import feed, train
 from jaxtag.data import tuning
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"

@@ -11,7 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from conftest import ROOT
-from jaxtag import errors, remote
+from jaxtag.core import errors, remote
 
 
 def gcs_extra() -> set[str]:

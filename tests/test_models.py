@@ -9,8 +9,10 @@ import optax
 import pytest
 from flax import nnx
 
-from configs import common, msd, mtt, private_1m
-from jaxtag.models import MODELS, build_model, count_params
+from configs import msd, mtt, private_1m
+from jaxtag.core import config as config_lib
+from jaxtag.models.layers import count_params
+from jaxtag.models.registry import MODELS, build_model
 
 # XLA CPU spends most of these tests compiling; its cheap back-end mode cuts that 2-5x (26 s -> 5 s for
 # musicnn_vgg's gradient) and does not change what is tested.
@@ -78,8 +80,8 @@ def test_nine_layer_waveform_on_15s():
 
 def tiny_config(name):
   """Every model shrunk: widths /8, small back-end, k=2 (compile time dominates on a 2-core CPU)."""
-  config = common.base_config()
-  common.apply_args(config, {"model": name}, "spectrogram")
+  config = config_lib.base_config()
+  config_lib.apply_args(config, {"model": name}, "spectrogram")
   m = config.model
   m.width, m.waveform_width, m.spectrogram_k, m.backend_filters, m.backend_units = 0.125, 1, 2, 16, 16
   return config
@@ -101,7 +103,7 @@ def test_one_gradient_step_lowers_the_loss(name):
 
   @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
   def step(params, rest):
-    def loss_fn(p, rest):   # fresh Variables at this trace level, as jaxtag.step does
+    def loss_fn(p, rest):   # fresh Variables at this trace level, as jaxtag.training.step does
       logits = nnx.merge(graphdef, p, rest, copy=True)(wave, train=True)
       return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
     loss, grads = jax.value_and_grad(loss_fn)(params, rest)

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import checkpoint, metrics, sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.training import checkpoint, metrics, train_state
+from jaxtag.core import sharding
+from jaxtag.training import step as step_lib
 from test_train import TINY, final_state, main_cmd, numpy_leaves, sigterm_once_training, wait_for
 
 STEPS = ["--config.train.steps=4", "--config.train.checkpoint_every=2", "--config.train.eval_every=1000",

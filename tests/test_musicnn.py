@@ -10,7 +10,8 @@ import soundfile as sf
 from flax import nnx
 
 from conftest import SHARED
-from jaxtag.models import build_model, count_params
+from jaxtag.models.layers import count_params
+from jaxtag.models.registry import build_model
 from jaxtag.models.logmel import LogMelConfig, logmel
 from jaxtag.models.musicnn_tags import MSD_LABELS, MTT_LABELS
 from jaxtag.tools import import_musicnn
@@ -97,7 +98,7 @@ def test_importer_writes_a_loadable_run(tmp_path, wav_patches):
   with open(os.path.join(out, "tags.json")) as f:
     assert json.load(f) == list(MTT_LABELS)
   try:
-    from jaxtag.checkpoint import load_for_inference
+    from jaxtag.training.checkpoint import load_for_inference
   except ImportError:       # this branch before the trainer's facade is merged: the plain Orbax layout
     import orbax.checkpoint as ocp
     fresh = _build("MTT_vgg")[1]

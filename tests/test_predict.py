@@ -1,4 +1,4 @@
-"""jaxtag.predict on a directory of good files in several formats and one corrupt file, and on musicnn's
+"""jaxtag.serving.predict on a directory of good files in several formats and one corrupt file, and on musicnn's
 imported MTT weights against musicnn's own outputs."""
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, SHARED, save_untrained_run
-from jaxtag import predict
+from jaxtag.serving import predict
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import soundfile as sf
 
-from jaxtag import step
+from jaxtag.training import step
 from jaxtag.data import index, pipeline
 
 

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from conftest import ROOT
-from jaxtag import scoring
+from jaxtag.core import scoring
 from jaxtag.analyze import probe
 
 
@@ -63,7 +63,7 @@ def test_mlp_probe_and_constant_tags():
 
 def test_probe_command_writes_evaluate_reports(tmp_path, corpus_cache):
   from configs import smoke
-  from jaxtag import checkpoint
+  from jaxtag.training import checkpoint
   config = smoke.get_config(None)
   config.data.chunk_seconds = 1.0
   model = checkpoint.new_model(config, 46, seed=0)     # an untrained backbone is still a backbone

@@ -7,7 +7,7 @@ import time
 import jax
 import pytest
 
-from jaxtag import metrics, profiling
+from jaxtag.training import metrics, profiling
 from test_train import run_main
 
 

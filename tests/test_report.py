@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 from sklearn import metrics
 
-from jaxtag import report
+from jaxtag.evaluation import report
 
 
 def fake_predictions(seed=0, n=120, t=6, split="test"):

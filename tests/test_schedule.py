@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from jaxtag import schedule
+from jaxtag.training import schedule
 
 
 def test_itstime_every_last_and_forced():

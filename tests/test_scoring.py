@@ -1,9 +1,9 @@
-"""jaxtag.scoring equals scikit-learn per tag, skips one-class tags by name, and aggregates chunks by song."""
+"""jaxtag.core.scoring equals scikit-learn per tag, skips one-class tags by name, and aggregates chunks by song."""
 import numpy as np
 import pytest
 from sklearn import metrics
 
-from jaxtag import scoring
+from jaxtag.core import scoring
 
 
 def _random_split(seed, n=300, t=12, ties=False):

@@ -120,7 +120,8 @@ def test_microbatches_keep_rows_and_shards():
   devices (no collective in the compiled program), and a batch too small to split runs in one pass."""
   import jax
   import jax.numpy as jnp
-  from jaxtag import sharding, step as step_lib
+  from jaxtag.core import sharding
+  from jaxtag.training import step as step_lib
   mesh = sharding.make_mesh()
   data = sharding.data_sharded(mesh)
   x = jax.device_put(np.arange(64 * 5, dtype=np.float32).reshape(64, 5), data)

@@ -15,7 +15,8 @@ def _logged_steps(workdir):
 
 
 def test_study_resumes_a_half_finished_cell_and_skips_done_cells(tmp_path):
-  from jaxtag import study, train
+  from jaxtag.analyze import study
+  from jaxtag.training import train
   module = study.load_config_module(CONFIG)
   overrides = {"data.cache_dir": str(tmp_path / "cache")}
   cell = {"frontend": "spectrogram", "train_size": 8, "seed": 0, "name": "spectrogram-n8-s0"}
@@ -39,7 +40,7 @@ def test_study_resumes_a_half_finished_cell_and_skips_done_cells(tmp_path):
 
 
 def test_aggregate_gives_mean_and_sample_spread():
-  from jaxtag import study
+  from jaxtag.analyze import study
   rows = [{"model": "waveform", "n_train": 10, "roc_auc": a, "pr_auc": 0.5, "rmse": 0.3} for a in (0.6, 0.8)]
   (agg,) = study.aggregate(rows)
   assert abs(agg["roc_auc"] - 0.7) < 1e-9 and abs(agg["roc_auc_std"] - 0.1414213) < 1e-6 and agg["seeds"] == 2
@@ -49,7 +50,8 @@ def test_a_cell_stopped_by_a_signal_is_not_marked_done(tmp_path, monkeypatch):
   """SIGTERM makes the trainer save and return normally; the study must not evaluate that cell and mark it
   done (a rerun resumes it), and it stops instead of going on to the next cell."""
   import pytest
-  from jaxtag import study, train
+  from jaxtag.analyze import study
+  from jaxtag.training import train
   module = study.load_config_module(CONFIG)
   cell = study.cells(module.get_config("tiny").study)[0]
   monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: {"step": 2, "stopped_by": "SIGTERM"})

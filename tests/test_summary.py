@@ -7,7 +7,7 @@ import pytest
 
 from configs import msd, mtt, private_1m
 from conftest import ROOT
-from jaxtag import summary
+from jaxtag.models import params as summary
 
 CONFIGS = [  # the list: config argument -> total_params with 50 tags
     (mtt, "waveform", 11_826_102),

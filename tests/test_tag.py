@@ -1,4 +1,4 @@
-"""jaxtag.tag: streamed inputs, atomic shards, the streaming decoder, a SIGKILL mid-run then the same command
+"""jaxtag.serving.tag: streamed inputs, atomic shards, the streaming decoder, a SIGKILL mid-run then the same command
 again (every good file exactly once, scores equal to predict's, every broken file in errors.jsonl with its
 reason), and a 2-process run through launch/local_multiprocess.sh equal to the 1-process one."""
 import glob
@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, save_untrained_run
-from jaxtag import predict
+from jaxtag.serving import predict
 from jaxtag.data import decode
-from jaxtag.tagging import inputs, shards
+from jaxtag.serving import tag_inputs as inputs, tag_shards as shards
 
 BROKEN = {"x_corrupt.mp3": "corrupt", "x_empty.wav": "empty", "x_silent.flac": "silent",
           "x_text.wav": "not_audio", "x_truncated.flac": "truncated", "x_nan.wav": "non_finite",
@@ -112,7 +112,8 @@ def test_shard_commit_is_the_tags_rename_and_orphans_are_ignored(tmp_path):
 def test_parquet_shards_read_back_as_the_jsonl_rows(tmp_path):
   """The same rows through both formats: Parquet keeps float32 scores exactly, JSONL to 6 decimals; a run
   cannot mix the two in one output directory."""
-  from jaxtag import choices, tag
+  from jaxtag.core import choices
+  from jaxtag.serving import tag
   rng = np.random.default_rng(3)
   rows = [{"path": f"f{i}", "duration": 1.5, "seconds": 1.5, "chunks": 2, "top": [["rock", 0.75], ["pop", 0.5]],
            "scores": rng.random(5).astype(np.float32), "embedding": rng.standard_normal(4).astype(np.float32),
@@ -188,7 +189,7 @@ def test_killed_run_resumes_every_good_file_once_with_predicts_scores(resumed, r
   assert {r["path"] for r in before} <= set(paths)               # committed rows kept, not redone
   summary = json.loads((out / "summary.json").read_text())
   assert summary["this_run"]["tagged"] == N_GOOD - len(before)
-  # the reference: jaxtag.predict's own functions on the same files
+  # the reference: jaxtag.serving.predict's own functions on the same files
   tagger = predict.Tagger(run)
   ref, failures = predict.tag_files(tagger, good, top=3, want_embeddings=True)
   assert not failures
@@ -235,7 +236,7 @@ def test_two_processes_give_the_same_rows_as_one(resumed, run, library, tmp_path
 
 def test_worker_spills_big_inputs_and_caps_long_files(tmp_path, monkeypatch):
   """A long file's chunks come back through a scratch file (no pickled copy); ``max_seconds`` caps it."""
-  from jaxtag.tagging import prep, worker
+  from jaxtag.serving import tag_prep as prep, tag_worker as worker
   p = str(tmp_path / "long.flac")
   sf.write(p, 0.2 * np.random.default_rng(2).standard_normal((int(6.5 * 22050), 2)), 22050)
   contract = prep.Contract("chunks", 16000, 16000)   # 1-s waveform chunks at 16 kHz
@@ -256,7 +257,7 @@ def test_a_file_that_kills_its_worker_fails_alone(run, library, tmp_path, monkey
   and failed as ``worker_crashed`` after ``MAX_TRIES`` deaths; the files in flight beside it are tagged."""
   import shutil
   import crashing_decoder
-  from jaxtag import tag
+  from jaxtag.serving import tag
   lib = tmp_path / "lib"
   lib.mkdir()
   good = sorted(library.rglob("c0*.wav"))[:3]

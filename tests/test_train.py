@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from jaxtag import checkpoint, metrics, sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.training import checkpoint, metrics, train_state
+from jaxtag.core import sharding
+from jaxtag.training import step as step_lib
 
 TINY = ["--config.data.dataset=generated", "--config.data.dataset_title=jaxtag generated corpus",
         "--config.data.generated_n=32",

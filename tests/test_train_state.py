@@ -2,8 +2,10 @@
 import jax
 import numpy as np
 
-from jaxtag import paths, sharding, train_state
-from jaxtag import step as step_lib
+from jaxtag.models import registry
+from jaxtag.core import paths, sharding
+from jaxtag.training import train_state
+from jaxtag.training import step as step_lib
 
 
 def _config():
@@ -28,7 +30,7 @@ def test_create_equals_the_eagerly_built_model():
   """The jitted initialisers give the model's own parameters (same seed): nothing changes but placement."""
   config, mesh = _config(), sharding.make_mesh()
   _, state = train_state.create(config, 12, mesh, seed=3)
-  _, params, _ = step_lib.split_model(train_state.new_model(config, 12, seed=3))
+  _, params, _ = step_lib.split_model(registry.new_model(config, 12, seed=3))
   for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 

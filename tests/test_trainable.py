@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from jaxtag import checkpoint, sharding, train_state, trainable
-from jaxtag import step as step_lib
+from jaxtag.training import checkpoint, train_state, trainable
+from jaxtag.core import sharding
+from jaxtag.training import step as step_lib
 
 
 def _keys(path):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SHARED
-from jaxtag import checkpoint, transfer, trainable
-from jaxtag import step as step_lib
+from jaxtag.training import checkpoint, transfer, trainable
+from jaxtag.training import step as step_lib
 
 WEIGHTS = os.path.join(SHARED, "musicnn_ref", "MTT_musicnn_weights.npz")
 TAGS = ["drums", "rock", "piano", "classical", "electronic", "vocal", "minor", "bass"]   # 6 MTT tags, 2 new
@@ -77,7 +77,7 @@ def test_step_zero_outputs_equal_the_source_on_shared_tags(source):
 
 
 def test_mismatched_model_fails_before_any_data_work(source, tmp_path):
-  from jaxtag import train
+  from jaxtag.training import train
   config = _finetune_config(source)
   config.model.backend_units, config.data.chunk_seconds = 500, 15.0
   config.data.manifest = str(tmp_path / "no_such_manifest.jsonl")   # reading it would fail differently

@@ -14,7 +14,8 @@ import os
 import numpy as np
 from scipy import fft as sfft
 
-from jaxtag import choices, report
+from jaxtag.core import choices
+from jaxtag.evaluation import report
 from jaxtag.models.logmel import mel_filterbank
 
 N_FFT, HOP, N_MELS, N_MFCC = 512, 256, 40, 20

@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from jaxtag import report, scoring
+from jaxtag.evaluation import report
+from jaxtag.core import scoring
 
 
 def find_pairs(train_pos, train_cooc, n_train: int, min_prevalence: float = 0.02, max_pairs: int = 10):
@@ -72,7 +73,7 @@ def _model_name(workdir: str, split: str) -> str:
 def run(workdirs, split: str, pairs=(), threshold: float = 0.5, k: int = 3, min_prevalence: float = 0.02,
         max_pairs: int = 10, out_dir: str = "") -> dict:
   """Rates for every workdir side by side; pairs given as ``"a:b"`` or found in the first run's training labels."""
-  from jaxtag import plots
+  from jaxtag.core import plots
   preds = [report.load_predictions(report.predictions_path(w, split)) for w in workdirs]
   tags = preds[0].tags
   if pairs:

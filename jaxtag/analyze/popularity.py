@@ -13,7 +13,8 @@ import os
 import numpy as np
 from scipy import stats
 
-from jaxtag import report, scoring
+from jaxtag.evaluation import report
+from jaxtag.core import scoring
 
 
 def top_k_rate(scores, k: int) -> np.ndarray:
@@ -47,7 +48,7 @@ def popularity(targets, scores, tags, k: int = 0, n_list: int = 10) -> dict:
 
 def run(workdir: str, split: str, k: int, out_dir: str = "") -> dict:
   """Writes ``popularity_<split>.{json,md,png}`` next to the evaluation report; returns the JSON object."""
-  from jaxtag import plots
+  from jaxtag.core import plots
   p = report.load_predictions(report.predictions_path(workdir, split))
   res = popularity(p.targets, p.scores, p.tags, k)
   out_dir = out_dir or report.report_dir(workdir)

@@ -5,7 +5,7 @@ non-overlapping chunks of the penultimate layer (``model.embed``, inference mode
 sample rate and chunk length (its preprocessing contract) from the data set of ``--config``. Features are
 standardised on train; one L2-regularised logistic regression per tag (or, with ``--probe_model=mlp``, one
 1-hidden-layer MLP over all tags) is fit on train for each strength of the grid; the fit with the best macro
-ROC-AUC on valid is scored on test (valid only selects; nothing is refit on train + valid). Scores go through ``jaxtag.report`` as for ``evaluate``: ``W/report/probe/<dataset>/`` holds predictions, eval JSON,
+ROC-AUC on valid is scored on test (valid only selects; nothing is refit on train + valid). Scores go through ``jaxtag.evaluation.report`` as for ``evaluate``: ``W/report/probe/<dataset>/`` holds predictions, eval JSON,
 per-tag tables and plots; the printed table has one row per backbone.
 
 A tag with a single class in train cannot be fit: it is scored with its train prevalence (a constant, so it
@@ -20,7 +20,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxtag import report, scoring
+from jaxtag.evaluation import report
+from jaxtag.core import scoring
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)            # inverse L2 strength of the logistic regression
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)              # L2 penalty of the MLP
@@ -29,7 +30,8 @@ MLP_HIDDEN = 512
 
 def embed_fn(graphdef, mesh):
   """Jitted ``(params, rest, audio, song) -> (embedding, song)``: ``inference.predict_on_mesh`` feeds it."""
-  from jaxtag import sharding, step as step_lib
+  from jaxtag.core import sharding
+  from jaxtag.training import step as step_lib
   from flax import nnx
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
 
@@ -44,7 +46,9 @@ def embed_fn(graphdef, mesh):
 
 def song_embeddings(workdir: str, data_cfg, splits=("train", "valid", "test"), batch: int = 64):
   """``({split: (songs, D)}, {split: (songs, T) targets}, tags, info)``: mean chunk embedding per song."""
-  from jaxtag import checkpoint, inference, sharding, step as step_lib, train_state
+  from jaxtag.training import checkpoint, step as step_lib, train_state
+  from jaxtag.serving import inference
+  from jaxtag.core import sharding
   from jaxtag.data import index as index_lib
   config, _, model, step = checkpoint.load_for_inference(workdir)
   data_cfg = data_cfg.copy_and_resolve_references()

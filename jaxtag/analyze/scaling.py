@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from jaxtag import report
+from jaxtag.evaluation import report
 
 METRICS = ("roc_auc", "pr_auc", "rmse")
 _ORDER = {"baseline": 0, "waveform": 1, "spectrogram": 2}
@@ -75,7 +75,7 @@ def crossover(fits: dict, a: str = "waveform", b: str = "spectrogram") -> dict:
 
 def run(workdirs, split: str, out_dir: str) -> dict:
   """Writes ``scaling.md``, ``scaling.json`` and ``scaling.png`` to ``out_dir``; returns the JSON object."""
-  from jaxtag import plots
+  from jaxtag.core import plots
   rows = load_runs(workdirs, split)
   fits = fit(rows)
   os.makedirs(out_dir, exist_ok=True)

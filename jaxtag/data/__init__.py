@@ -1,5 +1,6 @@
 """Audio data: dataset indexes (index, mtt, msd, manifest), decoding (decode), grain pipelines (pipeline),
-the embedded generated corpus (generate, synth) and the ``summary`` inspection command.
+the embedded generated and rendered corpora (generate, synth, render/), packing (pack) and the ``stats``
+inspection command.
 
-Numpy-only on purpose: these modules run inside grain worker processes and never import jax.
+Numpy-only on purpose: these modules run inside grain worker processes and never import jax. May import ``core``.
 """

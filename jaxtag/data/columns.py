@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from jaxtag import choices, errors
+from jaxtag.core import choices, errors
 from jaxtag.data import manifest as manifest_lib
 from jaxtag.data.songs import Song
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 from etils import epath
 
-from jaxtag import paths
+from jaxtag.core import paths
 
 # Order is part of the contract: the pipeline's ``bad`` array has one column per reason, in this order.
 BAD_REASONS = (

@@ -28,7 +28,7 @@ import soundfile as sf
 
 from jaxtag.data import synth
 from jaxtag.data.manifest import artist_split
-from jaxtag import errors
+from jaxtag.core import errors
 
 GENERATOR_VERSION = 2
 AUDIBLE_DB = 14.0
@@ -340,5 +340,5 @@ def main(argv):
 
 
 if __name__ == "__main__":   # spawned generation workers re-import __main__
-  from jaxtag import cli
+  from jaxtag.core import cli
   cli.run(main, define_flags, required=("out",))

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from etils import epath
 
-from jaxtag import choices, paths
+from jaxtag.core import choices, paths
 from jaxtag.data import columns, manifest as manifest_lib
 from jaxtag.data.songs import Song, SongIndex  # noqa: F401  (the index's row types, re-exported)
 

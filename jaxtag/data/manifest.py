@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 from etils import epath
 
-from jaxtag import choices, errors
+from jaxtag.core import choices, errors
 
 SPLITS = choices.SPLITS
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from jaxtag.data.songs import Song, SongIndex
-from jaxtag import errors
+from jaxtag.core import errors
 
 
 def read_labels(spec: str) -> tuple[list[str], np.ndarray]:

@@ -17,10 +17,10 @@ import pickle
 import numpy as np
 from etils import epath
 
-from jaxtag import choices, errors
+from jaxtag.core import choices, errors
 
 from jaxtag.data.songs import Song, SongIndex
-from jaxtag.paths import join as index_join
+from jaxtag.core.paths import join as index_join
 
 SPLITS = choices.MTT_SPLITS
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release

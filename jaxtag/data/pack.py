@@ -163,5 +163,5 @@ def main(argv):
 
 
 if __name__ == "__main__":   # required: spawned pack workers re-import __main__
-  from jaxtag import cli
+  from jaxtag.core import cli
   cli.run(main, define_flags, required=("config", "out"))

@@ -102,7 +102,7 @@ def train_iterator(data_cfg, songs, *, local_batch: int, seed: int, process_inde
 class _SongChunks(grain.transforms.Map):
   """Global song index -> all its non-overlapping chunks (k, S), or no chunks and the bad reason.
 
-  With ``contract`` (a ``jaxtag.contract.Contract``), the chunks are its ``model_inputs`` of the whole song
+  With ``contract`` (a ``jaxtag.models.contract.Contract``), the chunks are its ``model_inputs`` of the whole song
   instead (e.g. musicnn's log-mel patches for imported runs)."""
 
   def __init__(self, reader: SongReader, contract=None):

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from jaxtag import choices
+from jaxtag.core import choices
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -8,7 +8,7 @@ memory (``cpus // 4``, at most 8). Threads
 inside a worker overlap I/O, which matters for records on network storage more than for decoding.
 
 The train iterator's checkpointed state depends on ``num_workers`` (jax_stack §4.3), so a trainer must
-not re-resolve it on another machine at resume: ``jaxtag.feed.pin_loader`` stores the first resolution in
+not re-resolve it on another machine at resume: ``jaxtag.training.feed.pin_loader`` stores the first resolution in
 the workdir. Numpy-only: this module is imported by grain worker processes.
 """
 from __future__ import annotations

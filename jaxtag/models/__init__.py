@@ -1,5 +1,5 @@
-"""Tagging models: ``registry.build_model(config.model, n_tags, sample_rate=..., rngs=...)``."""
-from jaxtag.models.layers import count_params
-from jaxtag.models.registry import MODELS, build_model
+"""Tagging models: ``registry.build_model(config.model, n_tags, sample_rate=..., rngs=...)``, their layers and
+on-device log-mel, the parameter table (``params``) and a run's preprocessing contract (``contract``).
 
-__all__ = ["MODELS", "build_model", "count_params"]
+May import ``core``. Imports nothing on its own: ``contract`` runs in decode workers, which never import jax.
+"""

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtag import choices
+from jaxtag.core import choices
 
 # TF's variance_scaling_initializer() default (He, fan-in, truncated normal), as the authors used.
 HE = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
@@ -47,7 +47,7 @@ class Hyper:
 
 
 class BatchNorm(nnx.BatchNorm):
-  """``nnx.BatchNorm`` that can be frozen: with ``frozen = True`` (set by ``jaxtag.trainable`` on the layers of a
+  """``nnx.BatchNorm`` that can be frozen: with ``frozen = True`` (set by ``jaxtag.training.trainable`` on the layers of a
   run's frozen part) it normalises with its running statistics even in training mode and never updates them, so
   a frozen layer computes exactly the function of the model it came from. The state tree is nnx.BatchNorm's."""
   frozen: bool = False

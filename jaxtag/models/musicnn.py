@@ -4,7 +4,7 @@ Both take ``(batch, samples)`` 16-kHz audio and compute the log-mel on the devic
 ``logmel.musicnn_compat=True`` to reproduce the authors' float16 rounding), then keep the first
 ``samples // hop`` frames: a 3-s chunk (48,000 samples, 188 centred frames) gives musicnn's 187-frame
 patch. Both also take ``(batch, frames, mels)`` log-mel patches directly (rank 3 instead of 2): that is
-the input of imported runs, whose preprocessing contract (``jaxtag.contract``) cuts musicnn's patches from
+the input of imported runs, whose preprocessing contract (``jaxtag.models.contract``) cuts musicnn's patches from
 one whole-file log-mel, exactly as musicnn does. ``from_logmel`` is the same entry, named.
 Variable names in comments are the TF checkpoint's; ``jaxtag.tools.import_musicnn`` maps them.
 """

@@ -9,7 +9,7 @@ from typing import Callable
 
 from flax import nnx
 
-from jaxtag import choices
+from jaxtag.core import choices
 from jaxtag.models import baselines
 from jaxtag.models.backend import Backend
 from jaxtag.models.layers import Hyper
@@ -83,3 +83,14 @@ def build_model(model_cfg, n_tags: int, *, sample_rate: int, rngs: nnx.Rngs) -> 
   """Builds ``model_cfg.name`` with its hyper-parameters; unknown names raise and list the valid ones."""
   check_name(model_cfg.name)
   return _BUILDERS[model_cfg.name](model_cfg, int(n_tags), int(sample_rate), Hyper.from_config(model_cfg), rngs)
+
+
+def new_model(config, n_tags: int, seed: int = 0):
+  """The config's model with fresh parameters: the one place that seeds a model's RNG streams."""
+  return build_model(config.model, n_tags, sample_rate=config.data.sample_rate,
+                              rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+
+
+def abstract_model(config, n_tags: int):
+  """The model's structure without any allocation (``nnx.eval_shape``): for parameter tables and graphdefs."""
+  return nnx.eval_shape(lambda: new_model(config, n_tags))

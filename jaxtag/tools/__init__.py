@@ -1,1 +1,2 @@
-"""Command-line tools that are not part of training (weight import)."""
+"""Importers of outside weights (the authors' musicnn) as ordinary jaxtag run directories. May import every
+other folder."""

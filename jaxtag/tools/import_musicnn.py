@@ -6,7 +6,7 @@
 TensorFlow is installed, a TF checkpoint directory of the ``musicnn`` PyPI package
 (``.../site-packages/musicnn/MTT_musicnn``). The model (MTT/MSD x musicnn/vgg) is read from the name
 unless ``--model`` is given. The output directory holds ``config.json``, ``tags.json`` and a checkpoint
-that ``jaxtag.evaluate`` / ``jaxtag.predict`` load like a trained run.
+that ``jaxtag.evaluation.evaluate`` / ``jaxtag.serving.predict`` load like a trained run.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from jaxtag import checkpoint, train_state
+from jaxtag.core import config as config_lib
+from jaxtag.models import registry
+from jaxtag.training import checkpoint
 from jaxtag.models.musicnn import Musicnn, MusicnnVGG
 from jaxtag.models.musicnn_tags import MSD_LABELS, MTT_LABELS
 
@@ -93,11 +95,14 @@ def guess_model(path: str) -> str:
 
 
 def musicnn_config(name: str):
-  """The jaxtag config of a musicnn checkpoint: the dataset's config with the matching model."""
-  from configs import msd, mtt
+  """The jaxtag config of a musicnn checkpoint: the package defaults for its data set (MTT or MSD, 3-s chunks at
+  16 kHz), with the matching model and musicnn's own preprocessing."""
   dataset, arch = name.split("_", 1)
-  args = {"musicnn": "model=musicnn,small", "musicnn_big": "model=musicnn", "vgg": "model=musicnn_vgg"}[arch]
-  config = (mtt if dataset == "MTT" else msd).get_config(args)
+  title = {"MTT": "MagnaTagATune", "MSD": "Million Song Dataset"}[dataset]
+  args, config = config_lib.new_config(
+      {"musicnn": "model=musicnn,small", "musicnn_big": "model=musicnn", "vgg": "model=musicnn_vgg"}[arch],
+      dataset.lower(), dataset.lower(), title, chunk_seconds=3.0)
+  config = config_lib.apply_args(config, args, default_frontend="spectrogram")
   config.model.logmel.musicnn_compat = True      # the float16 rounding the weights were trained with
   config.data.input_pipeline = "musicnn_patches"   # musicnn's own input: patches of one whole-file log-mel
   config.model.width = 1.0
@@ -109,7 +114,7 @@ def import_musicnn(weights: str, out: str, name: str | None = None):
   name = name or guess_model(weights)
   config = musicnn_config(name)
   tags = list(MTT_LABELS if name.startswith("MTT") else MSD_LABELS)
-  model = train_state.new_model(config, len(tags))
+  model = registry.new_model(config, len(tags))
   load_into_model(weights, model)
   checkpoint.save_inference_checkpoint(out, config, model, tags)
   return config, model
@@ -133,5 +138,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from jaxtag import cli
+  from jaxtag.core import cli
   cli.run(main, define_flags, required=("weights", "out"))

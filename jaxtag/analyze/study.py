@@ -1,0 +1,200 @@
+"""The paper's question in one command: waveform vs spectrogram over training-set size, with seeds.
+
+  python -m jaxtag.study --config=configs/study.py --workdir=runs/study
+
+``config.study`` names the front-ends, the train sizes (nested subsets of one train pool, see
+``data.index.subset_train``) and the seeds; valid and test stay fixed. Every cell (front-end, size, seed)
+is a normal run directory ``WORKDIR/cells/<front-end>-n<size>-s<seed>`` built from the config file's
+``get_config("<front-end>,train_size=N,seed=S")``: training resumes from its newest checkpoint, and a cell
+whose test evaluation is written (``study_cell.json``) is skipped, so rerunning the command after a stop
+picks up exactly where it was. The per-tag GBT baseline runs once per train size. At the end it writes
+``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds), ``study.json``, ``study.png`` (ROC-AUC
+and PR-AUC vs train size with the seed spread) and ``jaxtag.analyze scaling``'s report in ``scaling/``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+CELL_DONE = "study_cell.json"
+
+
+def load_config_module(path: str):
+  spec = importlib.util.spec_from_file_location(f"_study_config_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def cells(study) -> list[dict]:
+  """Every (front-end, train size, seed), smallest size first (the cheap cells finish first)."""
+  return [{"frontend": f, "train_size": int(n), "seed": int(s), "name": f"{f}-n{n}-s{s}"}
+          for n in study.train_sizes for s in study.seeds for f in study.frontends]
+
+
+def cell_arg(cell: dict, extra: str = "") -> str:
+  return ",".join(filter(None, [cell["frontend"], f"train_size={cell['train_size']}", f"seed={cell['seed']}", extra]))
+
+
+def cell_config(module, arg: str, overrides: dict | None):
+  """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied."""
+  config = module.get_config(arg or None)
+  for key, value in (overrides or {}).items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = type(node[leaf])(value)
+  return config
+
+
+class Interrupted(Exception):
+  """A cell's training was stopped by a signal (preemption, Ctrl-C): nothing is marked done, the study stops."""
+
+
+def _once(workdir: str, compute) -> dict:
+  """A cell's result row: read from its done marker, or ``compute()``d and written atomically, so a rerun
+  skips every finished cell and an interrupted one is simply computed again (its run resumes)."""
+  done = os.path.join(workdir, CELL_DONE)
+  if os.path.exists(done):
+    with open(done) as f:
+      return json.load(f)
+  row = compute()
+  with open(done + ".tmp", "w") as f:
+    json.dump(row, f)
+  os.replace(done + ".tmp", done)
+  return row
+
+
+def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+  """Trains (or resumes) one cell, evaluates it on the test split, marks it done; returns its test metrics."""
+  from jaxtag.evaluation import evaluate
+  from jaxtag.training import train
+
+  def compute():
+    config = cell_config(module, cell_arg(cell, extra), overrides)
+    t0 = time.time()
+    summary = train.train_and_evaluate(config, workdir)
+    if summary.get("stopped_by"):   # SIGTERM/SIGINT: the trainer saved and returned; the cell is not finished
+      raise Interrupted(f"study stopped by {summary['stopped_by']} in cell {cell['name']} at step "
+                        f"{summary.get('step')}; rerun the same command to resume it")
+    e = evaluate.evaluate(workdir, "test")
+    return {**cell, "model": cell["frontend"], "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]),
+            "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1)}
+  return _once(workdir, compute)
+
+
+def run_baseline(module, size: int, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+  from jaxtag.analyze import baseline
+
+  def compute():
+    config = cell_config(module, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
+    e = baseline.run(config, workdir, "test")
+    return {"frontend": "baseline", "model": "baseline", "train_size": size, "seed": 0,
+            "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]), "pr_auc": float(e["pr_auc"]),
+            "rmse": float(e["rmse"])}
+  return _once(workdir, compute)
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+  """Mean and spread (sample std; 0 for one seed) per (model, train size)."""
+  out = []
+  for key in sorted({(r["model"], r["n_train"]) for r in rows}):
+    mine = [r for r in rows if (r["model"], r["n_train"]) == key]
+    agg = {"model": key[0], "n_train": key[1], "seeds": len(mine)}
+    for m in ("roc_auc", "pr_auc", "rmse"):
+      v = np.array([r[m] for r in mine])
+      agg[m], agg[m + "_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    out.append(agg)
+  return out
+
+
+def table(agg: list[dict]) -> str:
+  """The seed's layout (Models | train size | ROC AUC | PR AUC | sqrt(MSE)), each cell mean +- std over seeds."""
+  from jaxtag.evaluation import report
+  from jaxtag.analyze import scaling
+  body = [[a["model"].capitalize(), scaling.size_label(a["n_train"]),
+           f"{100 * a['roc_auc']:.2f} ± {100 * a['roc_auc_std']:.2f}%",
+           f"{100 * a['pr_auc']:.2f} ± {100 * a['pr_auc_std']:.2f}%",
+           f"{a['rmse']:.4f} ± {a['rmse_std']:.4f}"] for a in scaling.sort_rows(agg)]
+  return report.markdown_table(["Models", "train size", "ROC AUC", "PR AUC", "sqrt(MSE)"], body)
+
+
+def plot(path: str, agg: list[dict], title: str = "") -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, (m, name) in zip(axes, (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"))):
+    for model in sorted({a["model"] for a in agg}):
+      pts = sorted((a["n_train"], a[m], a[m + "_std"]) for a in agg if a["model"] == model)
+      x, y, s = np.array(pts, np.float64).T
+      ax.errorbar(x, y, yerr=s, marker="o", capsize=3, label=model, ls="--" if model == "baseline" else "-")
+    ax.set_xscale("log")
+    ax.set_xlabel("training songs")
+    ax.set_ylabel(f"test {name} (mean ± std over seeds)")
+  axes[0].legend(fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+  """Runs every missing cell (and baseline), then writes the table, the figure and the scaling report."""
+  module = load_config_module(config_path)
+  study = module.get_config(extra or None).study
+  todo = cells(study)
+  rows, t0 = [], time.time()
+  for k, cell in enumerate(todo):
+    cdir = os.path.join(workdir, "cells", cell["name"])
+    was_done = os.path.exists(os.path.join(cdir, CELL_DONE))
+    rows.append(run_cell(module, cell, cdir, extra, overrides))
+    if not was_done:
+      rate = (time.time() - t0) / (k + 1)
+      logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo),
+                   rate * (len(todo) - k - 1))
+  if study.baseline:
+    for size in sorted(set(study.train_sizes)):
+      rows.append(run_baseline(module, int(size), os.path.join(workdir, "baseline", f"n{size}"), extra, overrides))
+  agg = aggregate(rows)
+  md = table(agg)
+  with open(os.path.join(workdir, "study.md"), "w") as f:
+    f.write(f"# Study: waveform vs spectrogram over training size (test split, {len(study.seeds)} seeds)\n\n{md}\n")
+  plot(os.path.join(workdir, "study.png"), agg)
+  from jaxtag.analyze import scaling
+  dirs = [os.path.join(workdir, "cells", c["name"]) for c in todo]
+  if study.baseline:
+    dirs += [os.path.join(workdir, "baseline", f"n{max(study.train_sizes)}")]
+  scaling_result = scaling.run(dirs, "test", os.path.join(workdir, "scaling"))
+  result = {"rows": rows, "aggregate": agg, "table": md, "crossover_train_size": scaling_result["crossover_train_size"]}
+  with open(os.path.join(workdir, "study.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  return result
+
+
+def main(argv):
+  del argv
+  config_path, _, extra = FLAGS.config.partition(":")
+  overrides = dict(kv.split("=", 1) for kv in FLAGS.set)
+  try:
+    res = run(config_path, FLAGS.workdir, extra, overrides)
+  except Interrupted as e:
+    logging.warning("%s", e)
+    return
+  print(res["table"])
+  print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover (train songs): {res['crossover_train_size']}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.", required=True)
+  flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).", required=True)
+  flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every cell, e.g. data.cache_dir=/tmp/c.")
+  FLAGS = flags.FLAGS
+  app.run(main)

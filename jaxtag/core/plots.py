@@ -1,0 +1,113 @@
+"""Every PNG jaxtag writes, with matplotlib's headless backend (pods and CI have no display).
+
+The functions take plain rows and arrays, not files, so the numbers drawn are the numbers tests check.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxtag.core import scoring  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def per_tag_vs_prevalence(path: str, rows: list[dict]) -> None:
+  """Per-tag ROC-AUC and PR-AUC against prevalence: rare tags are where PR-AUC collapses."""
+  rows = [r for r in rows if np.isfinite(r["roc_auc"])]
+  prev = np.array([r["prevalence"] for r in rows])
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, key, name in zip(axes, ("roc_auc", "pr_auc"), ("ROC-AUC", "PR-AUC")):
+    ax.scatter(prev, [r[key] for r in rows], s=14)
+    if key == "pr_auc":
+      ax.plot(np.sort(prev), np.sort(prev), "k:", lw=1, label="random scorer")
+      ax.legend(loc="lower right")
+    for r in rows[:5]:
+      ax.annotate(r["tag"], (r["prevalence"], r[key]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("tag prevalence in split")
+    ax.set_ylabel(name)
+  _save(fig, path)
+
+
+def pr_curves(path: str, targets, scores, tags, k: int = 6) -> None:
+  """Precision-recall curves of the k most frequent tags (those with both classes)."""
+  y = np.asarray(targets) >= scoring.POSITIVE_THRESHOLD
+  n_pos = y.sum(axis=0)
+  order = [t for t in np.argsort(-n_pos, kind="stable") if 0 < n_pos[t] < len(y)][:k]
+  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  for t in order:
+    p, r, _ = scoring.precision_recall_curve(y[:, t], scores[:, t])
+    ap = scoring.average_precision(y[:, t], scores[:, t])
+    ax.step(r, p, where="post", label=f"{tags[t]} (AP {ap:.2f}, prev {n_pos[t] / len(y):.2f})")
+  ax.set_xlabel("recall")
+  ax.set_ylabel("precision")
+  ax.set_ylim(0, 1.02)
+  ax.legend(fontsize=7)
+  _save(fig, path)
+
+
+def scaling(path: str, rows: list[dict], fits: dict) -> None:
+  """Each metric against training-set size, one line per model family, with the fit over log10(size)."""
+  keys = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("rmse", "sqrt(MSE)"))
+  fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+  for ax, (key, name) in zip(axes, keys):
+    for model in sorted({r["model"] for r in rows}):
+      pts = sorted((r["n_train"], r[key]) for r in rows if r["model"] == model)
+      x, y = np.array(pts, np.float64).T
+      line = ax.plot(x, y, "o", label=model)[0]
+      if (model, key) in fits:
+        slope, icpt = fits[(model, key)]
+        xs = np.geomspace(x.min(), x.max(), 20)
+        ax.plot(xs, slope * np.log10(xs) + icpt, "--", color=line.get_color(), lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training songs")
+    ax.set_ylabel(name)
+  axes[0].legend(fontsize=8)
+  _save(fig, path)
+
+
+def popularity(path: str, tags, true_rate, pred_rate, k: int, label_top: int = 8) -> None:
+  """How often each tag is in the top-k against how often it is true; above the diagonal = over-predicted."""
+  fig, ax = plt.subplots(figsize=(5.5, 5))
+  ax.scatter(true_rate, pred_rate, s=14)
+  hi = max(float(np.max(true_rate)), float(np.max(pred_rate)), 1e-3)
+  ax.plot([0, hi], [0, hi], "k:", lw=1)
+  for t in np.argsort(-(pred_rate - true_rate))[:label_top]:
+    ax.annotate(str(tags[t]), (true_rate[t], pred_rate[t]), fontsize=7)
+  ax.set_xlabel("fraction of songs where the tag is true")
+  ax.set_ylabel(f"fraction of songs with the tag in the model's top {k}")
+  _save(fig, path)
+
+
+def exclusive(path: str, pair_names: list[str], rates: dict) -> None:
+  """Bar chart: per pair, how often each model scores both tags of an exclusive pair high."""
+  fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(pair_names)), 4))
+  width = 0.8 / max(len(rates), 1)
+  for i, (model, values) in enumerate(rates.items()):
+    ax.bar(np.arange(len(pair_names)) + i * width, values, width, label=model)
+  ax.set_xticks(np.arange(len(pair_names)) + 0.4 - width / 2, pair_names, rotation=30, ha="right", fontsize=7)
+  ax.set_ylabel("rate both scored high, one true")
+  ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def taggram(path: str, probs, tags, chunk_seconds: float, title: str = "", top: int = 20) -> None:
+  """Per-chunk tag probabilities (musicnn's taggram) of the ``top`` tags by mean over the file."""
+  probs = np.asarray(probs)
+  order = np.argsort(-probs.mean(axis=0))[:top]
+  fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(probs) + 3), 0.25 * len(order) + 1.5))
+  im = ax.imshow(probs[:, order].T, aspect="auto", origin="upper", cmap="viridis", vmin=0, vmax=1,
+                 extent=(0, len(probs) * chunk_seconds, len(order) - 0.5, -0.5))
+  ax.set_yticks(range(len(order)), [str(tags[t]) for t in order], fontsize=7)
+  ax.set_xlabel("time (s)")
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(im, ax=ax)
+  _save(fig, path)
