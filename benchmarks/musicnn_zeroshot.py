@@ -48,7 +48,7 @@ def zeroshot(tagger, manifest: str, degrees: tuple, batch: int) -> dict:
   rows = [json.loads(line) for line in open(manifest)]
   files = [os.path.join(os.path.dirname(manifest), r["path"]) for r in rows]
   t0 = time.time()
-  results, failures = predict.tag_files(tagger, files, top=1, batch=batch)
+  results, failures = predict.tag_files(tagger, files, top=1)
   if failures:
     raise RuntimeError(f"{len(failures)} clips failed to decode, e.g. {failures[0]}")
   scores = np.stack([r["scores"] for r in results])
@@ -79,11 +79,11 @@ def main():
   p.add_argument("--batch", type=int, default=3, help="chunks per call: a 10-s clip has 3 (padding is wasted work)")
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "musicnn_zeroshot.jsonl"))
   a = p.parse_args()
-  from jaxtag.serving import predict
+  from jaxtag.serving import inference
   from jaxtag.tools import import_musicnn
   if not os.path.exists(os.path.join(a.run_dir, "config.json")):
     import_musicnn.import_musicnn(a.weights, a.run_dir, "MTT_musicnn")
-  tagger = predict.Tagger(a.run_dir)
+  tagger = inference.RunModel(a.run_dir, batch=a.batch)
   commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
   for name in a.corpora.split(","):
     if name == "rendered":

@@ -27,26 +27,25 @@ def main():
                                                      "tag_components.jsonl"))
   args = ap.parse_args()
   import jax
-  from jaxtag.serving import predict
+  from jaxtag.serving import inference
   from jaxtag.data import decode
-  from jaxtag.serving import tag_prep as prep
   clips = sorted(glob.glob(os.path.join(args.work, "clips", "*.mp3")))[:args.files]
-  tagger = predict.Tagger(os.path.join(args.work, "MTT_musicnn"))
-  contract = prep.contract_of(tagger.config)
+  contract = inference.RunModel(os.path.join(args.work, "MTT_musicnn")).contract
   t0 = time.perf_counter()
-  chunks = [prep.model_inputs(decode.load_audio_stream(p, contract.sample_rate)[0], contract) for p in clips]
+  chunks = [contract.model_inputs(decode.load_audio_stream(p, contract.sample_rate)[0], contract.sample_rate) for p in clips]
   decode_s = (time.perf_counter() - t0) / len(clips)
   row = {"files": len(clips), "decode_s_per_file": decode_s, "chunks_per_file": float(np.mean([len(c) for c in chunks])),
          "chunk_seconds": contract.chunk / contract.sample_rate, "load_before": os.getloadavg()[0],
          "devices": jax.device_count()}
   x = np.concatenate(chunks)
   for batch in (16, 64):
-    xb = np.resize(x, (batch, x.shape[1]))
-    jax.block_until_ready(tagger._logits(tagger._params, tagger._rest, xb))   # compile
+    model = inference.RunModel(os.path.join(args.work, "MTT_musicnn"), batch=batch)
+    xb = np.resize(x, (model.batch, x.shape[1]))
+    model(xb)   # compile
     times = []
     for _ in range(args.repeats):
       t0 = time.perf_counter()
-      jax.block_until_ready(tagger._logits(tagger._params, tagger._rest, xb))
+      model(xb)   # probabilities back on the host
       times.append(time.perf_counter() - t0)
     row[f"forward_chunks_per_s_b{batch}"] = batch / float(np.median(times))
   c = row["chunks_per_file"]

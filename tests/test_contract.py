@@ -9,7 +9,7 @@ import soundfile as sf
 
 from conftest import ROOT, SHARED, data_config
 from jaxtag.models import contract
-from jaxtag.serving import predict
+from jaxtag.serving import inference, predict
 
 REF = os.path.join(SHARED, "musicnn_ref")
 MP3_REF = os.path.join(ROOT, "tests", "data", "musicnn_mp3")
@@ -25,11 +25,11 @@ def _musicnn_contract(hop=contract.PATCH_FRAMES):
 
 @pytest.fixture(scope="module")
 def mtt_run(tmp_path_factory):
-  """The MTT musicnn weights imported as a run, and its predict Tagger (compiled once for the module)."""
+  """The MTT musicnn weights imported as a run, and its inference model (compiled once for the module)."""
   from jaxtag.tools import import_musicnn
   w = str(tmp_path_factory.mktemp("runs") / "MTT_musicnn")
   import_musicnn.import_musicnn(os.path.join(REF, "MTT_musicnn_weights.npz"), w)
-  return w, predict.Tagger(w)
+  return w, inference.RunModel(w, batch=4)
 
 
 @needs_ref
@@ -50,7 +50,7 @@ def test_imported_run_stores_musicnn_contract_and_matches_per_patch(mtt_run):
   assert tagger.contract == _musicnn_contract()
   assert contract.for_run(w, tagger.config, overlap_seconds=1.0) == _musicnn_contract(hop=61)   # --input_overlap=1
   audio, sr = sf.read(WAV, dtype="float32")
-  prob = tagger.probs(tagger.contract.model_inputs(audio, sr), batch=4)
+  prob = tagger.run(tagger.contract.model_inputs(audio, sr))[0]
   ref = np.load(os.path.join(REF, "MTT_musicnn_synth_outputs.npz"))
   err = np.abs(prob - ref["prob"]).max()
   print(f"per-patch max |prob - musicnn| = {err:.2e}")
@@ -153,7 +153,7 @@ def test_eval_batches_feed_the_contract_inputs(tmp_path):
 def test_evaluate_path_feeds_musicnn_patches(mtt_run):
   """``evaluate``'s inference (the device mesh, the eval pipeline) gives the imported run the same patches,
   hence the same per-patch logits, as ``predict``."""
-  from jaxtag.serving import inference
+
   from jaxtag.core import scoring
   from jaxtag.data.songs import Song
   w, tagger = mtt_run

@@ -15,7 +15,7 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX export extra is not in
 pytest.importorskip("onnx", reason="the ONNX export extra is not installed: pip install -e '.[export]'")
 
 from jaxtag.training import checkpoint  # noqa: E402
-from jaxtag.serving import export, predict
+from jaxtag.serving import export, inference
 
 REF = os.path.join(SHARED, "musicnn_ref")
 WAV = os.path.join(REF, "synth_chords_clicks_16k.wav")
@@ -82,8 +82,8 @@ def _check(workdir, tmp_path, batches=(1, 3)):
   inp = session.get_inputs()[0]
   assert inp.shape[0] == "batch" and inp.shape[1] == w["window_samples"]
   audio, sr = _real_audio()
-  tagger = predict.Tagger(workdir)
-  ours = tagger.probs(tagger.contract.model_inputs(audio, sr), batch=4)             # jaxtag's inputs
+  tagger = inference.RunModel(workdir, batch=4)
+  ours = tagger.run(tagger.contract.model_inputs(audio, sr))[0]             # jaxtag's inputs
   sys.path.insert(0, os.path.join(ROOT, "docs"))
   try:
     import onnx_tag

@@ -5,6 +5,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from configs import smoke
+from jaxtag.core import rundir
 from jaxtag.training import feed, train
 from jaxtag.data import tuning
 
@@ -61,7 +62,7 @@ def test_loader_settings_are_resolved_and_pinned(tmp_path):
   d.packed_dir = ""
   first = feed.pin_loader(d, str(tmp_path), resuming=False)
   assert first.num_workers == tuning.resolve(d)["num_workers"] > 0
-  (tmp_path / feed.LOADER_FILE).write_text('{"num_workers": 7}')   # as if first started on a bigger machine
+  (tmp_path / rundir.LOADER).write_text('{"num_workers": 7}')   # as if first started on a bigger machine
   assert feed.pin_loader(d, str(tmp_path), resuming=True).num_workers == 7
   d.num_workers = 3
   with pytest.raises(ValueError, match="num_workers=7"):

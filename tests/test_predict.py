@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, SHARED, save_untrained_run
-from jaxtag.serving import predict
+from jaxtag.serving import inference, predict
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_imported_musicnn_tags_the_reference_wav(tmp_path):
   ref_dir = os.path.join(SHARED, "musicnn_ref")
   w = str(tmp_path / "MTT_musicnn")
   import_musicnn.import_musicnn(os.path.join(ref_dir, "MTT_musicnn_weights.npz"), w)
-  tagger = predict.Tagger(w)
+  tagger = inference.RunModel(w, batch=16)
   res, failures = predict.tag_files(tagger, [os.path.join(ref_dir, "synth_chords_clicks_16k.wav")], top=10)
   assert not failures and res[0]["chunks"] == 3
   ref = np.load(os.path.join(ref_dir, "MTT_musicnn_synth_outputs.npz"))

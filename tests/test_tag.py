@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, save_untrained_run
-from jaxtag.serving import predict
+from jaxtag.serving import inference, predict
 from jaxtag.data import decode
 from jaxtag.serving import tag_inputs as inputs, tag_shards as shards
 
@@ -190,7 +190,7 @@ def test_killed_run_resumes_every_good_file_once_with_predicts_scores(resumed, r
   summary = json.loads((out / "summary.json").read_text())
   assert summary["this_run"]["tagged"] == N_GOOD - len(before)
   # the reference: jaxtag.serving.predict's own functions on the same files
-  tagger = predict.Tagger(run)
+  tagger = inference.RunModel(run, batch=16, embeddings=True)
   ref, failures = predict.tag_files(tagger, good, top=3, want_embeddings=True)
   assert not failures
   tags = json.loads((out / "tags.json").read_text())
@@ -236,10 +236,11 @@ def test_two_processes_give_the_same_rows_as_one(resumed, run, library, tmp_path
 
 def test_worker_spills_big_inputs_and_caps_long_files(tmp_path, monkeypatch):
   """A long file's chunks come back through a scratch file (no pickled copy); ``max_seconds`` caps it."""
-  from jaxtag.serving import tag_prep as prep, tag_worker as worker
+  from jaxtag.models.contract import Contract
+  from jaxtag.serving import tag_worker as worker
   p = str(tmp_path / "long.flac")
   sf.write(p, 0.2 * np.random.default_rng(2).standard_normal((int(6.5 * 22050), 2)), 22050)
-  contract = prep.Contract("chunks", 16000, 16000)   # 1-s waveform chunks at 16 kHz
+  contract = Contract("chunks", 16000, 16000)   # 1-s waveform chunks at 16 kHz
   direct = worker.decode_file(p, contract, None)
   assert direct["chunks"].shape == (6, 16000) and direct["duration"] == pytest.approx(6.5, abs=1e-4)
   monkeypatch.setattr(worker, "SPILL_BYTES", 1000)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 
-import jax
 import numpy as np
 from absl import logging
 
@@ -26,22 +25,6 @@ from jaxtag.core import scoring
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)            # inverse L2 strength of the logistic regression
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)              # L2 penalty of the MLP
 MLP_HIDDEN = 512
-
-
-def embed_fn(graphdef, mesh):
-  """Jitted ``(params, rest, audio, song) -> (embedding, song)``: ``inference.predict_on_mesh`` feeds it."""
-  from jaxtag.core import sharding
-  from jaxtag.training import step as step_lib
-  from flax import nnx
-  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-
-  def fn(params, rest, audio, song):
-    def embed(a):
-      model = nnx.merge(graphdef, params, rest, copy=True)
-      return model.embed(a, train=False).astype(jax.numpy.float32)
-    return step_lib.in_microbatches(embed, audio, shards=mesh.devices.size), song
-
-  return jax.jit(fn, in_shardings=(repl, repl, data, data), out_shardings=(repl, repl))
 
 
 def song_embeddings(workdir: str, data_cfg, splits=("train", "valid", "test"), batch: int = 64):
@@ -57,7 +40,7 @@ def song_embeddings(workdir: str, data_cfg, splits=("train", "valid", "test"), b
   mesh = sharding.make_mesh()
   graphdef, params, rest = step_lib.split_model(model)
   params, rest = train_state.on_mesh((params, rest), mesh)
-  fn = embed_fn(graphdef, mesh)
+  fn = inference.make_eval_fn(graphdef, mesh, output="embed")
   batch = -(-batch // mesh.devices.size) * mesh.devices.size
   emb, targets, ids = {}, {}, {}
   for split in splits:

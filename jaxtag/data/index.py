@@ -74,19 +74,6 @@ def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, us
   return SongIndex(tags=tags, songs=columns.SongView(table, np.arange(len(table.splits))), graded=graded)
 
 
-def from_manifest_rows(path: str, root: str, tags: list[str] | None, graded: bool, use_artist_split: bool,
-                       seed: int = 0) -> SongIndex:
-  """One ``Song`` object per row: the reference ``from_manifest`` is checked against."""
-  rows = manifest_lib.read_rows(path)
-  tags = tags or manifest_lib.tag_list(rows)
-  y = manifest_lib.targets_matrix(rows, tags, graded, path)
-  splits = manifest_lib.resolve_splits(rows, use_artist_split, seed, path)
-  base = root or parent(path)
-  songs = [Song(id=str(r.get("id", i)), path=join(base, r["path"]), targets=y[i], split=splits[i],
-                artist=r.get("artist")) for i, r in enumerate(rows)]
-  return SongIndex(tags=list(tags), songs=songs, graded=graded)
-
-
 def load_songs(data_cfg) -> SongIndex:
   """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use)."""
   validate(data_cfg)

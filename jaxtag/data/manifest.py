@@ -67,12 +67,9 @@ def iter_rows(path: str):
 
 
 def _json_lines(f, path: str):
-  """``(row number, dict)`` of each non-blank line; orjson (3-5x faster on 1M rows) when installed."""
-  try:
-    import orjson
-    loads, error = orjson.loads, orjson.JSONDecodeError
-  except ImportError:
-    loads, error = json.loads, json.JSONDecodeError
+  """``(row number, dict)`` of each non-blank line, parsed by orjson (3-5x faster than json on 1M rows)."""
+  import orjson
+  loads, error = orjson.loads, orjson.JSONDecodeError
   i = 0
   for line_no, line in enumerate(f, 1):
     if line.strip():

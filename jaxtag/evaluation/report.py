@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from jaxtag.core import scoring
+from jaxtag.core import rundir, scoring
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class Predictions:
 
 
 def report_dir(workdir: str) -> str:
-  return os.path.join(workdir, "report")
+  return os.path.join(workdir, rundir.REPORT)
 
 
 def predictions_path(workdir: str, split: str) -> str:

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from jaxtag.core import choices
+from jaxtag.core import choices, rundir
 
 KINDS = choices.INPUT_PIPELINES
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
@@ -142,21 +142,16 @@ def from_config(config, overlap_seconds: float = 0.0) -> Contract:
   return Contract("musicnn_patches", sr, chunk, logmel, PATCH_FRAMES, hop)
 
 
-CONTRACT_FILE = "contract.json"
-
-
 def save(workdir, config) -> None:
   """Writes ``W/contract.json`` (the contract ``config`` implies)."""
-  from etils import epath
-  (epath.Path(workdir) / CONTRACT_FILE).write_text(json.dumps(from_config(config).to_dict(), indent=1))
+  rundir.path(workdir, rundir.CONTRACT).write_text(json.dumps(from_config(config).to_dict(), indent=1))
 
 
 def for_run(workdir, config, overlap_seconds: float = 0.0) -> Contract:
   """The contract of the run in ``workdir``: ``contract.json`` where the run has one (it must agree with
   ``config.json``: a disagreement means an edited run and fails loudly), else derived from the config."""
-  from etils import epath
   derived = from_config(config)
-  path = epath.Path(workdir) / CONTRACT_FILE
+  path = rundir.path(workdir, rundir.CONTRACT)
   if path.exists():
     stored = Contract.from_dict(json.loads(path.read_text()))
     if stored != derived:

@@ -16,14 +16,6 @@ FILTERS = {7: (64, 64, 64, 128, 128, 128, 256),
            9: (64, 64, 64, 128, 128, 128, 128, 128, 256)}
 
 
-def output_frames(samples: int, layers: int) -> int:
-  """Frames out of the front-end: 48,000 samples -> 20 (7 layers); 240,000 -> 108 (7) or 11 (9)."""
-  t = (samples - 3) // 3 + 1
-  for _ in range(layers - 1):
-    t = (t - 2) // 3
-  return t
-
-
 class WaveformFrontend(nnx.Module):
   """``(batch, samples)`` waveform -> ``(batch, frames, out_channels)`` features."""
 

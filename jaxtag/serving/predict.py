@@ -19,7 +19,6 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from jaxtag.core import scoring
 
 
 def define_flags():
@@ -61,58 +60,26 @@ def chunk_wave(wave: np.ndarray, n: int) -> np.ndarray:
   return wave[:c * n].reshape(c, n)
 
 
-class Tagger:
-  """A run's model, jitted once, applied to chunks of any file."""
-
-  def __init__(self, workdir: str, which="best", input_overlap: float = 0.0):
-    import jax
-    from flax import nnx
-    from jaxtag.training import checkpoint
-    from jaxtag.models import contract
-    from jaxtag.training import step as step_lib
-    self.config, self.tags, model, self.step = checkpoint.load_for_inference(workdir, which)
-    self.contract = contract.for_run(workdir, self.config, input_overlap)
-    self.sample_rate = self.contract.sample_rate
-    self.chunk = self.contract.chunk_samples
-    graphdef, self._params, self._rest = step_lib.split_model(model)
-    self._logits = jax.jit(lambda p, r, x: step_lib.eval_logits(p, r, x, graphdef=graphdef))
-    self._embed = jax.jit(lambda p, r, x: step_lib.in_microbatches(
-        lambda a: nnx.merge(graphdef, p, r, copy=True).embed(a, train=False), x))
-
-  def _batched(self, fn, chunks: np.ndarray, batch: int) -> np.ndarray:
-    out = []
-    for i in range(0, len(chunks), batch):
-      x = chunks[i:i + batch]
-      pad = batch - len(x)   # one compiled shape for every batch
-      y = np.asarray(fn(self._params, self._rest, np.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))))
-      out.append(y[:len(x)])
-    return np.concatenate(out)
-
-  def probs(self, chunks: np.ndarray, batch: int) -> np.ndarray:
-    return scoring.sigmoid(self._batched(self._logits, chunks, batch)).astype(np.float32)
-
-  def embed(self, chunks: np.ndarray, batch: int) -> np.ndarray:
-    return self._batched(self._embed, chunks, batch).astype(np.float32)
-
-
-def tag_files(tagger: Tagger, files, *, top: int = 10, batch: int = 16, want_embeddings: bool = False):
-  """``(results, failures)``: per good file its taggram, mean scores and top tags; per bad file its reason."""
+def tag_files(model, files, *, top: int = 10, want_embeddings: bool = False):
+  """``(results, failures)`` of an ``inference.RunModel``: per good file its taggram, mean scores and top tags
+  (and chunk embeddings, from the same forward pass, when the model was built with ``embeddings=True``); per
+  bad file its reason."""
   from jaxtag.data import decode
   results, failures = [], []
   for path in files:
     try:
-      wave = decode.load_audio(path, tagger.sample_rate)
+      wave = decode.load_audio(path, model.sample_rate)
     except Exception as e:   # noqa: BLE001  any failure of one file must not stop the others
       failures.append({"file": path, "error": getattr(e, "reason", None) or f"{type(e).__name__}: {e}"})
       continue
-    chunks = tagger.contract.model_inputs(wave, tagger.sample_rate)
-    taggram = tagger.probs(chunks, batch)
+    chunks = model.contract.model_inputs(wave, model.sample_rate)
+    taggram, embeddings = model.run(chunks)
     mean = taggram.mean(axis=0)
     order = np.argsort(-mean, kind="stable")[:top]
-    r = {"file": path, "seconds": len(wave) / tagger.sample_rate, "chunks": len(chunks), "taggram": taggram,
-         "scores": mean, "top": [(str(tagger.tags[t]), float(mean[t])) for t in order]}
+    r = {"file": path, "seconds": len(wave) / model.sample_rate, "chunks": len(chunks), "taggram": taggram,
+         "scores": mean, "top": [(str(model.tags[t]), float(mean[t])) for t in order]}
     if want_embeddings:
-      r["embeddings"] = tagger.embed(chunks, batch)
+      r["embeddings"] = embeddings
     results.append(r)
   return results, failures
 
@@ -140,13 +107,14 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # stdout/stderr carry the tags and the per-file errors only
   files = list_files(argv[1:])
   which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
+  from jaxtag.serving import inference
   try:
-    tagger = Tagger(FLAGS.workdir, which, FLAGS.input_overlap)
+    tagger = inference.RunModel(FLAGS.workdir, which, batch=FLAGS.batch, embeddings=bool(FLAGS.embeddings),
+                                input_overlap=FLAGS.input_overlap)
   except FileNotFoundError as e:   # not a run, or no such checkpoint: one line (cli.run does ConfigError)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  results, failures = tag_files(tagger, files, top=FLAGS.top, batch=FLAGS.batch,
-                                want_embeddings=bool(FLAGS.embeddings))
+  results, failures = tag_files(tagger, files, top=FLAGS.top, want_embeddings=bool(FLAGS.embeddings))
   for r in results:
     if FLAGS.json:
       print(json.dumps({"file": r["file"], "seconds": r["seconds"], "chunks": r["chunks"],

@@ -32,8 +32,8 @@ import time
 import numpy as np
 from absl import flags
 
-from jaxtag.core import choices
-from jaxtag.serving import tag_inputs as inputs, tag_prep as prep, tag_shards as shards, tag_worker as worker
+from jaxtag.core import choices, rundir
+from jaxtag.serving import tag_inputs as inputs, tag_shards as shards, tag_worker as worker
 
 
 def define_flags():
@@ -119,19 +119,18 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   """Tags every not-yet-done file of ``spec`` into ``out``; returns the summary (process 0: whole output)."""
   import jax
   from jaxtag.core import distributed
-  from jaxtag.serving.tag_engine import Engine
+  from jaxtag.serving import inference
   if not os.path.exists(spec):
     raise choices.ConfigError(f"--input={spec}: no such directory or file")
-  if not os.path.exists(os.path.join(workdir, "config.json")):
-    raise choices.ConfigError(f"--workdir={workdir} has no config.json: not a jaxtag run directory")
+  rundir.require_run(workdir)
   choices.check("--format", fmt, shards.FORMATS)
   if (other := shards.formats_in(out) - {fmt}):
     raise choices.ConfigError(f"--out={out} already holds {sorted(other)[0]} shards; resume it with "
                               f"--format={sorted(other)[0]} or write to a new directory")
   if fmt == "parquet":
     shards.require_pyarrow()
-  engine = Engine(workdir, which, batch=batch, embeddings=embeddings)
-  contract, tags, B = prep.contract_of(engine.config, workdir), engine.tags, engine.batch
+  engine = inference.RunModel(workdir, which, batch=batch, embeddings=embeddings)
+  contract, tags, B = engine.contract, engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
   os.makedirs(out, exist_ok=True)
   if pi == 0:

@@ -11,21 +11,21 @@ import uuid
 import numpy as np
 
 from jaxtag.data import decode
-from jaxtag.serving import tag_prep as prep
+from jaxtag.models.contract import Contract
 
 # Inputs larger than this go back through a scratch .npy file, not the result pipe: pickling a long file's
 # chunks would hold a second copy in the worker (and a third while the parent unpickles them).
 SPILL_BYTES = 32 << 20
 
 
-def decode_file(path: str, contract: prep.Contract, max_seconds: float | None, scratch: str | None = None) -> dict:
+def decode_file(path: str, contract: Contract, max_seconds: float | None, scratch: str | None = None) -> dict:
   """``{"path", "duration", "seconds", "chunks"}`` (``duration``: the file's length, ``seconds``: what was
   tagged; ``chunks_file`` instead of ``chunks`` for a big input written under ``scratch``) or ``{"path",
   "reason", "detail"}`` with the decoder's reason (``decode.BAD_REASONS``) or ``error`` for anything
   unexpected."""
   try:
     wave, duration = decode.load_audio_stream(path, contract.sample_rate, max_seconds)
-    chunks = prep.model_inputs(wave, contract)
+    chunks = contract.model_inputs(wave, contract.sample_rate)   # the run's preprocessing contract
   except decode.DecodeError as e:
     return {"path": path, "reason": e.reason, "detail": e.detail}
   except Exception as e:   # noqa: BLE001  one file must never stop the run

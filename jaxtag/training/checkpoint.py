@@ -1,17 +1,14 @@
 """The one facade over Orbax: save, resume, keep-best, and loading a run for inference.
 
-Layout of a workdir::
+A run directory's files are named in ``jaxtag.core.rundir``; this module owns ``checkpoints/``::
 
-  config.json        the run's full config        tags.json   the model's output tags, in order
-  contract.json      the preprocessing contract (``jaxtag.models.contract``): what audio the model takes
   checkpoints/<step>/{state, data_iter, host[, metrics]}   latest ``train.keep`` steps plus the best one
   checkpoints/<step>.corrupt                      a step that failed to restore, set aside (never deleted)
 
 ``state`` is the train-state pytree of ``jaxtag.training.step`` (params, BatchNorm stats, dropout RNG, Adam moments,
 step); ``data_iter`` the grain iterator position (one JSON per process); ``host`` the host-side schedule
 (learning rate, plateau counters, best score); ``metrics`` (validation scores) only on the step saved as
-best-by-validation, which Orbax's ``BestN`` policy keeps beside the latest N. Runs of older versions kept
-the best step in a second directory, ``best/<step>``: still read by ``load_for_inference``. Orbax writes
+best-by-validation, which Orbax's ``BestN`` policy keeps beside the latest N. Orbax writes
 each step into a temporary directory and renames it when complete, so a process killed at any moment
 leaves only whole checkpoints behind (the half-written temporary one is ignored and cleaned up on the next
 start).
@@ -30,7 +27,7 @@ from etils import epath
 from flax import nnx
 
 from jaxtag.models import registry
-from jaxtag.core import choices, distributed, errors, paths, sharding
+from jaxtag.core import choices, distributed, errors, paths, rundir, sharding
 from jaxtag.training import train_state
 
 
@@ -53,7 +50,7 @@ def _manager(path, keep: int, best_metric: str | None = "loss") -> ocp.Checkpoin
   """One async manager: the latest ``keep`` steps plus the best by ``best_metric`` (Orbax's combined
   preservation policy: ``AnyPreservationPolicy([LatestN, BestN])``). Only best-so-far saves carry metrics,
   so ``BestN(n=1)`` keeps exactly the step the trainer recorded as best. Barriers are named after the
-  directory, so a second manager (the legacy ``best/`` of older runs) never collides with it."""
+  directory, so two managers of one process never collide."""
   path = epath.Path(path)
   pp = ocp.checkpoint_managers
   policy = pp.LatestN(n=keep)
@@ -95,7 +92,7 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int, best_metric: str = "loss"):
     workdir = absolute(workdir)
     self.workdir = workdir
-    self.latest = _manager(workdir / "checkpoints", keep, best_metric)
+    self.latest = _manager(workdir / rundir.CHECKPOINTS, keep, best_metric)
     # the last step saved by this process: a best save and a periodic one at the same step write once
     self._saved = None
     self._failed = False   # a save failed and was reported: wait() in the trainer's clean-up must not raise it again
@@ -239,20 +236,16 @@ def _plain(metrics: dict) -> dict:
 
 def write_run_info(workdir: str, config: ml_collections.ConfigDict, tags: list[str]) -> None:
   """``config.json`` and ``tags.json``: everything needed to rebuild the model for inference."""
-  workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-  (workdir / "tags.json").write_text(json.dumps(list(tags), indent=1))
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  rundir.path(workdir, rundir.CONFIG).write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+  rundir.path(workdir, rundir.TAGS).write_text(json.dumps(list(tags), indent=1))
   from jaxtag.models import contract
   contract.save(workdir, config)   # the preprocessing contract, readable without jaxtag (ONNX users, tag)
 
 
 def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:
-  workdir = epath.Path(workdir)
-  if not (workdir / "config.json").exists():
-    raise FileNotFoundError(f"{workdir} has no config.json: not a jaxtag run directory")
-  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-  return config, json.loads((workdir / "tags.json").read_text())
+  config, tags = rundir.read_config_and_tags(workdir)
+  return ml_collections.ConfigDict(config), tags
 
 
 # Kept under its old name: the PyTorch peer's benchmark script (shared/peer/bench_jaxtag.py) calls it.
@@ -263,56 +256,42 @@ def save_inference_checkpoint(workdir: str, config, model, tags: list[str], step
   """Writes a model that was not trained here (e.g. imported musicnn weights) as a normal jaxtag run."""
   write_run_info(workdir, config, tags)
   state = train_state.from_model(model)
-  mngr = _manager(absolute(workdir) / "checkpoints", 1, best_metric=None)
+  mngr = _manager(absolute(workdir) / rundir.CHECKPOINTS, 1, best_metric=None)
   mngr.save(step, force=True, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), host=ocp.args.JsonSave({"imported": True})))
   mngr.wait_until_finished()
   mngr.close()
 
 
-def _legacy_best(workdir: epath.Path) -> ocp.CheckpointManager | None:
-  """``best/`` of runs written before the single manager (read-only use)."""
-  path = workdir / "best"
-  if path.is_dir() and any(p.name.isdigit() for p in path.iterdir()):
-    return _manager(path, 1, best_metric=None)
-  return None
-
-
 def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
   """``(config, tags, model, step)`` of a run: ``which`` is ``best``, ``latest`` or a step number.
 
-  ``best`` is the step saved with the best validation metrics (``best/`` in runs of older versions), and
-  falls back to ``latest`` for a run that has not validated yet. The arrays are restored straight onto
+  ``best`` is the step saved with the best validation metrics, and falls back to ``latest`` for a run that has not validated yet. The arrays are restored straight onto
   ``mesh`` (default: all devices), replicated. Call the model with ``train=False``.
   """
   config, tags = read_run_info(workdir)
   root = absolute(workdir)
-  latest = _manager(root / "checkpoints", max(int(config.train.keep), 1),
-                    config.train.get("best_metric", "loss"))
-  legacy = _legacy_best(root)
-  managers = [m for m in (legacy, latest) if m is not None]
+  mngr = _manager(root / rundir.CHECKPOINTS, max(int(config.train.keep), 1),
+                  config.train.get("best_metric", "loss"))
   try:
-    best = legacy.latest_step() if legacy is not None else latest.best_step()
-    if best is not None and legacy is None and latest.metrics(best) is None:
+    best = mngr.best_step()
+    if best is not None and mngr.metrics(best) is None:
       best = None   # no step carries validation metrics yet: "best" means the newest
     if which == "best" and best is not None:
-      mngr, step = (legacy or latest), best
+      step = best
     elif which in ("best", "latest"):
-      mngr, step = latest, latest.latest_step()
+      step = mngr.latest_step()
     else:
       step = int(which)
-      mngr = next((m for m in managers if step in m.all_steps()), latest)
     if step is None:
       raise FileNotFoundError(f"{workdir} holds no checkpoint")
     if step not in mngr.all_steps():
-      raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have "
-                              f"{sorted(set().union(*(m.all_steps() for m in managers)))}")
+      raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have {sorted(mngr.all_steps())}")
     from jaxtag.training import trainable
     target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh(),
                                   tx=trainable.optimizer_for(config))   # the run's optimizer-state layout
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   finally:
-    for m in managers:
-      m.close()
+    mngr.close()
   model = nnx.merge(train_state.graphdef(config, len(tags)), out["state"]["params"], out["state"]["rest"])
   return config, tags, model, int(step)

@@ -14,13 +14,10 @@ import json
 import grain
 import ml_collections
 from absl import logging
-from etils import epath
 
 from jaxtag.core import distributed, sharding
 from jaxtag.data import tuning
-from jaxtag.core import errors
-
-LOADER_FILE = "loader.json"
+from jaxtag.core import errors, rundir
 
 
 def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
@@ -31,7 +28,7 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   run on. An explicit ``num_workers`` that contradicts the record of a run being resumed fails here, with the
   fix, instead of as a KeyError deep inside grain.
   """
-  path = epath.Path(workdir) / LOADER_FILE   # epath: workdirs may be gs://
+  path = rundir.path(workdir, rundir.LOADER)   # epath: workdirs may be gs://
   stored = json.loads(path.read_text())["num_workers"] if path.exists() else None
   # every process reads the record before process 0 may rewrite it: a process that read it half-written
   # failed with a JSONDecodeError while the others hung in the next collective (seen in a 2-process test)
@@ -48,7 +45,7 @@ def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):
   out.num_workers, out.read_threads = settings["num_workers"], settings["read_threads"]
   if write and out.num_workers != stored:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{LOADER_FILE}.tmp"
+    tmp = path.parent / f"{rundir.LOADER}.tmp"
     tmp.write_text(json.dumps({"num_workers": out.num_workers, "cpus": tuning.machine_cpus()}))
     tmp.replace(path)   # a reader never sees half a record
   logging.info("loader: %d workers, %d read threads per worker, %d batches prefetched to the devices%s",

@@ -14,7 +14,7 @@ import time
 from absl import logging
 from etils import epath
 
-from jaxtag.core import paths
+from jaxtag.core import paths, rundir
 
 
 def _jsonable(value):
@@ -35,10 +35,10 @@ class MetricWriter:
       return
     workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = _open_jsonl(workdir / "metrics.jsonl", remote=paths.is_remote(workdir))
+    self._jsonl = _open_jsonl(rundir.path(workdir, rundir.METRICS), remote=paths.is_remote(workdir))
     if tensorboard:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(workdir / "tensorboard"), flush_secs=30)
+      self._tb = SummaryWriter(str(rundir.path(workdir, rundir.TENSORBOARD)), flush_secs=30)
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     if not self._is_writer:

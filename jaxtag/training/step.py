@@ -111,13 +111,20 @@ def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float, frozen=None
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 
-def eval_logits(params, rest, audio, *, graphdef, shards: int = 1, rows: int | None = None):
-  """Inference logits (BatchNorm running statistics, no dropout) as float32, in micro-batches of ``rows``
-  per device (``in_microbatches``; ``shards``: the devices the batch is split over)."""
-  def logits(a):
+def eval_outputs(params, rest, audio, *, graphdef, outputs=("logits",), shards: int = 1, rows: int | None = None):
+  """Inference outputs (BatchNorm running statistics, no dropout) as a tuple of float32 arrays: ``"logits"``
+  and/or ``"embed"`` (the representation before the output layer), in micro-batches of ``rows`` per device
+  (``in_microbatches``; ``shards``: the devices the batch is split over). The one forward pass of inference."""
+  def fn(a):
     model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
-    return model(a, train=False).astype(jnp.float32)
-  return in_microbatches(logits, audio, shards=shards, rows=rows)
+    heads = {"logits": lambda: model(a, train=False), "embed": lambda: model.embed(a, train=False)}
+    return tuple(heads[o]().astype(jnp.float32) for o in outputs)
+  return in_microbatches(fn, audio, shards=shards, rows=rows)
+
+
+def eval_logits(params, rest, audio, *, graphdef, shards: int = 1, rows: int | None = None):
+  """Inference logits alone (``eval_outputs``)."""
+  return eval_outputs(params, rest, audio, graphdef=graphdef, shards=shards, rows=rows)[0]
 
 
 def infer_rows() -> int:

@@ -29,7 +29,7 @@ from absl import logging
 from etils import epath
 
 from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling, schedule
-from jaxtag.core import choices, distributed
+from jaxtag.core import choices, distributed, rundir
 from jaxtag.serving import inference
 from jaxtag.core import scoring, sharding
 from jaxtag.training import train_state, trainable, transfer
@@ -282,7 +282,7 @@ def finish(run: Run, step: int) -> dict:
              "best_step": run.host["best_step"], "lr": run.host["lr"],
              "wall_s": round(time.time() - run.t_start, 1), "stopped_by": run.stop.signal}
   if run.is_main:
-    (epath.Path(run.workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    rundir.path(run.workdir, rundir.SUMMARY).write_text(json.dumps(summary, indent=2))
     logging.info("run summary: %s", json.dumps(summary))
   run.writer.close()
   for hook in run.hooks:
@@ -293,7 +293,7 @@ def finish(run: Run, step: int) -> dict:
 def _has_checkpoint(workdir: str) -> bool:
   """Whether ``workdir`` holds a complete latest checkpoint, seen without opening Orbax (step-named folders;
   Orbax's temporary ones are not digits)."""
-  path = epath.Path(workdir) / "checkpoints"
+  path = rundir.path(workdir, rundir.CHECKPOINTS)
   return path.exists() and any(p.name.isdigit() for p in path.iterdir())
 
 

@@ -11,7 +11,6 @@ The state is a plain pytree ``{"params", "rest", "opt", "step", "nan_step"}``, s
 from __future__ import annotations
 
 import jax
-from flax import nnx
 
 from jaxtag.core import sharding
 from jaxtag.models import registry

@@ -94,7 +94,7 @@ def freeze(model: nnx.Module, mode: str) -> dict:
 
 def graphdef(config, n_tags: int):
   """The run's graphdef: ``train_state.graphdef`` with the frozen part in inference mode (``freeze``)."""
-  from jaxtag.training import step as step_lib, train_state
+  from jaxtag.training import step as step_lib
   model = registry.abstract_model(config, n_tags)
   counts = freeze(model, str(config.train.get("trainable", "all")))
   if any(counts.values()):

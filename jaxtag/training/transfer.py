@@ -12,14 +12,11 @@ W is any jaxtag run directory, trained here or imported (``python -m jaxtag.tool
 """
 from __future__ import annotations
 
-import json
-
 import jax
 import numpy as np
 from absl import logging
-from etils import epath
 
-from jaxtag.core import choices
+from jaxtag.core import choices, rundir
 from jaxtag.training import trainable
 
 TRAINING_ONLY = ("model.dropout", "model.bn_momentum", "model.dtype")
@@ -53,11 +50,10 @@ def mismatches(config, source_config) -> list[str]:
 
 def source_info(workdir: str):
   """``(source config dict, source tags)`` from W's ``config.json`` / ``tags.json`` (no checkpoint read)."""
-  path = epath.Path(workdir)
-  if not (path / "config.json").exists():
-    raise choices.ConfigError(f"init.workdir {workdir} has no config.json: not a jaxtag run directory (import "
+  if not rundir.is_run(workdir):
+    raise choices.ConfigError(f"init.workdir {workdir} has no {rundir.CONFIG}: not a jaxtag run directory (import "
                               f"musicnn with python -m jaxtag.tools.import_musicnn --weights=... --out={workdir})")
-  return json.loads((path / "config.json").read_text()), json.loads((path / "tags.json").read_text())
+  return rundir.read_config_and_tags(workdir)
 
 
 def check(config) -> None:
