@@ -75,7 +75,7 @@ def _check(workdir, tmp_path, batches=(1, 3)):
   _, c, tags = export.export(workdir, out)
   session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
   meta = session.get_modelmeta().custom_metadata_map
-  assert json.loads(meta["jaxtag.tags"]) == list(tags) and json.loads(meta["jaxtag.models.contract"]) == c.to_dict()
+  assert json.loads(meta["jaxtag.tags"]) == list(tags) and json.loads(meta["jaxtag.contract"]) == c.to_dict()
   with open(os.path.join(workdir, "contract.json")) as f:
     assert json.load(f) == c.to_dict()
   w = json.loads(meta["jaxtag.windows"])

@@ -259,7 +259,7 @@ def build(model, config, tags, c) -> "onnx.ModelProto":  # noqa: F821
     raise choices.ConfigError(f"export does not support model {config.model.name!r} (supported: spectrogram, "
                      "waveform, musicnn, musicnn_vgg)")
   probs = g.op("Sigmoid", logits)
-  metadata = {"jaxtag.tags": [str(t) for t in tags], "jaxtag.models.contract": c.to_dict(), "jaxtag.windows": win,
+  metadata = {"jaxtag.tags": [str(t) for t in tags], "jaxtag.contract": c.to_dict(), "jaxtag.windows": win,
               "jaxtag.model": str(config.model.name), "jaxtag.output": "sigmoid probabilities (batch, n_tags)"}
   return g.model(wave, probs, samples, len(tags), metadata)
 
@@ -272,7 +272,7 @@ def export(workdir: str, out: str, which="best"):
   config, tags, model, step = checkpoint.load_for_inference(workdir, which)
   c = contract.for_run(workdir, config)
   m = build(model, config, tags, c)
-  m.metadata_props.add(key="jaxtag.training.step", value=str(step))
+  m.metadata_props.add(key="jaxtag.step", value=str(step))
   onnx.save(m, out)
   return m, c, tags
 
