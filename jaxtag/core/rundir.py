@@ -6,6 +6,7 @@
   W/checkpoints/     Orbax steps (``jaxtag.training.checkpoint``); ``<step>.corrupt``: set aside, never deleted
   W/metrics.jsonl    every logged scalar             W/tensorboard/  the same as TensorBoard events
   W/summary.json     the end-of-run summary          W/report/       evaluation reports (``jaxtag.evaluation``)
+  W/init.json        where a run started from (``init.workdir``)   W/profile/  jax.profiler traces
 
 A workdir may be local or ``gs://`` (``etils.epath`` reaches both), so paths are ``epath.Path`` objects.
 """
@@ -24,6 +25,8 @@ METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 SUMMARY = "summary.json"
 REPORT = "report"
+INIT = "init.json"
+PROFILE = "profile"
 
 
 def path(workdir, name: str):

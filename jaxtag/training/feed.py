@@ -15,9 +15,8 @@ import grain
 import ml_collections
 from absl import logging
 
-from jaxtag.core import distributed, sharding
+from jaxtag.core import distributed, errors, rundir, sharding
 from jaxtag.data import tuning
-from jaxtag.core import errors, rundir
 
 
 def pin_loader(data_cfg, workdir: str, resuming: bool, write: bool = True):

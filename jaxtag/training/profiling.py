@@ -26,6 +26,7 @@ import jax
 from absl import logging
 
 from jaxtag.core.choices import ConfigError
+from jaxtag.core import rundir
 
 INPUT_BOUND = 0.3   # share of the window's wall time spent waiting for data above which the input is the bottleneck
 PHASES = ("data_wait", "step", "host_sync")
@@ -93,7 +94,7 @@ class ProfileHook:
 
   def __init__(self, start: int, stop: int, workdir: str):
     self.start, self.stop = start, stop
-    self.dir = os.path.join(workdir, "profile")
+    self.dir = os.path.join(workdir, rundir.PROFILE)
     self.active = False
 
   def on_batch(self, run, step: int, batch: dict) -> dict:

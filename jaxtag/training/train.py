@@ -28,12 +28,11 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling, schedule
-from jaxtag.core import choices, distributed, rundir
+from jaxtag.core import choices, distributed, rundir, scoring, sharding
 from jaxtag.serving import inference
-from jaxtag.core import scoring, sharding
-from jaxtag.training import train_state, trainable, transfer
+from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling, schedule
 from jaxtag.training import step as step_lib
+from jaxtag.training import train_state, trainable, transfer
 
 
 class Hook:
@@ -127,7 +126,7 @@ def setup(config, workdir: str, hooks: list) -> Run:
     params, rest, init_info = transfer.apply(state["params"], state["rest"], config, index.tags)
     state = {**state, "params": train_state.on_mesh(params, mesh), "rest": train_state.on_mesh(rest, mesh)}
     if jax.process_index() == 0:
-      (epath.Path(workdir) / "init.json").write_text(json.dumps(init_info, indent=2))
+      rundir.path(workdir, rundir.INIT).write_text(json.dumps(init_info, indent=2))
   data_cfg = feed.pin_loader(config.data, workdir, resuming=ckpts.latest_step() is not None,
                              write=jax.process_index() == 0)
   train_iter = feed.device_feed(
