@@ -16,8 +16,10 @@ def define_flags():
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory (local or gs://) for checkpoints, metrics and reports.")
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process CPU/GPU runs).")
-  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process CPU/GPU runs).")
-  flags.DEFINE_integer("process_id", None, "This process's index (multi-process CPU/GPU runs).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process CPU/GPU runs).",
+                       lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "This process's index (multi-process CPU/GPU runs).",
+                       lower_bound=0)
 
 
 FLAGS = flags.FLAGS
