@@ -92,6 +92,8 @@ CASES = [
   ("export-checkpoint-missing-step", "jaxtag export --workdir={run} --out={root}/m.onnx --checkpoint=5",
    r"no checkpoint at step 5"),
   # train
+  ("train-workdir-is-a-file", "jaxtag train --config={smoke} --workdir={root}/notes.txt",
+   r"--workdir=\S+notes.txt is a file; give a directory"),
   ("train-num-processes-alone", "jaxtag train --config={smoke} --workdir={root}/t --num_processes=2",
    r"--num_processes given alone"),
   ("train-num-processes-zero", "jaxtag.main --config={smoke} --workdir={root}/t --num_processes=0",

@@ -273,9 +273,11 @@ def export(workdir: str, out: str, which="best"):
   c = contract.for_run(workdir, config)
   m = build(model, config, tags, c)
   m.metadata_props.add(key="jaxtag.training.step", value=str(step))
-  folder = os.path.dirname(os.path.abspath(out))
-  os.makedirs(folder, exist_ok=True)
-  onnx.save(m, out)
+  try:   # the user's --out: a folder that cannot be made or a file that cannot be written is one line
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    onnx.save(m, out)
+  except OSError as e:
+    raise choices.ConfigError(f"--out={out}: cannot write it ({e.strerror or e})") from e
   return m, c, tags
 
 

@@ -140,7 +140,10 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   engine = inference.RunModel(workdir, which, batch=batch, embeddings=embeddings)
   contract, tags, B = engine.contract, engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise choices.ConfigError(f"--out={out}: cannot make the output directory ({e.strerror or e})") from e
   if pi == 0:
     shards._atomic_write(os.path.join(out, "tags.json"), json.dumps(list(tags)).encode())
   done = shards.load_done(out)
