@@ -7,6 +7,7 @@
   probe W [W2 ...] --config=C [--probe_model=logreg|mlp]   frozen-embedding probe per backbone on C's data
 """
 import json
+import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -19,6 +20,8 @@ def define_flags():
   from jaxtag.core import choices
   flags.DEFINE_enum("split", "test", list(choices.SPLITS), "Split whose predictions are analysed.")
   flags.DEFINE_string("out", "", "Output directory (default: the first run's report/; scaling: ./scaling_report).")
+  flags.register_validator("out", lambda v: not v or not os.path.isfile(v), "is a file; give a directory for the "
+                           "analysis report")
   flags.DEFINE_integer("top_k", 0, "k of top-k (popularity: 0 = mean true tags per song; exclusive: 0 = 3).",
                        lower_bound=0)
   flags.DEFINE_float("threshold", 0.5, "exclusive: a score above this counts as high.")

@@ -209,6 +209,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config_path, _, extra = FLAGS.config.partition(":")
   overrides = parse_overrides(FLAGS.set)
+  if os.path.isfile(FLAGS.workdir):
+    from jaxtag.core import choices
+    raise choices.ConfigError(f"--workdir={FLAGS.workdir} is a file; give a directory (new, or a study to resume)")
   try:
     res = run(config_path, FLAGS.workdir, extra, overrides)
   except Interrupted as e:
