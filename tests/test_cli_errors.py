@@ -106,6 +106,10 @@ CASES = [
    r"unknown key 'stepz'"),
   ("train-config-value-type", "jaxtag train --config={smoke} --workdir={root}/t --config.train.steps=many",
    r"--config.train.steps=many"),
+  ("train-init-checkpoint-typo", "jaxtag train --config={smoke} --workdir={root}/t --config.init.workdir={run} "
+   "--config.init.checkpoint=bset", r"init.checkpoint must be 'best', 'latest' or a step number"),
+  ("train-init-workdir-typo", "jaxtag train --config={smoke} --workdir={root}/t --config.init.workdir={root}/typo",
+   r"init.workdir \S+typo has no config.json"),
   ("train-no-workdir", "jaxtag train --config={smoke}", r"^error: --workdir is required$"),
   ("train-extra-args", "jaxtag train --config={smoke} --workdir={root}/t extra", r"unexpected arguments"),
   # study
