@@ -199,7 +199,7 @@ def _env() -> dict:
 def results(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("cli_errors"))
   cases = [{"id": name, "argv": _argv(argv, root)} for name, argv, _ in CASES]
-  spec = os.path.join(root, "..", "cli_cases.json")
+  spec = str(tmp_path_factory.mktemp("cli_cases") / "cases.json")
   with open(spec, "w") as f:
     json.dump(cases, f)
   proc = subprocess.run([sys.executable, os.path.join(HERE, "cli_cases.py"), root, spec], cwd=root, env=_env(),
@@ -223,13 +223,14 @@ def test_each_mistake_is_one_error_line(results, name, expected):
   assert_one_error_line(r["code"], r["stderr"], expected)
 
 
-def test_a_misspelt_checkpoint_is_refused_before_the_run_is_read(results):
-  """The --checkpoint check is the flag's own (one parser for evaluate, predict, tag and export): it fails
-  even for a run directory that does not exist, rather than after loading one."""
+def test_one_checkpoint_parser():
+  """What ``--checkpoint`` of evaluate, predict, tag and export, ``init.checkpoint`` and
+  ``checkpoint.load_for_inference`` all accept."""
   from jaxtag.core import choices
   assert choices.checkpoint("best") == "best" and choices.checkpoint("120") == 120 and choices.checkpoint(7) == 7
-  with pytest.raises(choices.ConfigError, match="give best, latest or a step number"):
-    choices.checkpoint("bset")
+  for bad in ("bset", "-1", "1.5", "", True):
+    with pytest.raises(choices.ConfigError, match="give best, latest or a step number"):
+      choices.checkpoint(bad)
 
 
 def _subprocess(*args, cwd=ROOT):

@@ -68,8 +68,8 @@ def _parse(argv):
     args = flags.FLAGS(argv)
   except flags.Error as e:
     _fail(e, text=_flag_error(e))
-  for name, flag in flags.FLAGS._flags().items():   # noqa: SLF001  (a config file loads on first use)
-    if is_config_flag(flag) and flag.value is not None:
+  for name in list(flags.FLAGS):   # a config file loads on first use: load it now, while parsing
+    if is_config_flag(flags.FLAGS[name]) and flags.FLAGS[name].value is not None:
       try:
         loaded_config(flags.FLAGS, name)
       except choices.ConfigError as e:
