@@ -103,7 +103,7 @@ CASES = [
   ("train-config-arg-typo", "jaxtag train --config={smoke}:bogus --workdir={root}/t",
    r"unknown config argument 'bogus'"),
   ("train-config-key-typo", "jaxtag train --config={smoke} --workdir={root}/t --config.train.stepz=3",
-   r"unknown key 'stepz'"),
+   r"unknown key 'stepz'; Did you mean \"steps\" instead of \"stepz\"\?$"),
   ("train-config-value-type", "jaxtag train --config={smoke} --workdir={root}/t --config.train.steps=many",
    r"--config.train.steps=many"),
   ("train-init-checkpoint-typo", "jaxtag train --config={smoke} --workdir={root}/t --config.init.workdir={run} "

@@ -31,6 +31,8 @@ def one_line(error: BaseException) -> str:
   """ml_collections' messages come quoted, with newlines ("'stepz'\nDid you mean ..."): one clean line."""
   text = error.args[0] if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str) else str(error)
   text = text.replace("\\'", "'").replace("\\n", "\n").strip().strip('"')
+  if len(text) > 1 and text[0] == text[-1] == "'":   # an exception's repr inside another's message
+    text = text[1:-1]
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   if lines and re.fullmatch(r"'?'[\w.]+''?", lines[0]):   # ConfigDict's KeyError: the key, then "Did you mean"
     lines[0] = f"unknown key {lines[0].strip(chr(39))!r}"
