@@ -16,8 +16,10 @@ def define_flags():
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory (local or gs://) for checkpoints, metrics and reports.")
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process CPU/GPU runs).")
-  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process CPU/GPU runs).")
-  flags.DEFINE_integer("process_id", None, "This process's index (multi-process CPU/GPU runs).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process CPU/GPU runs).",
+                       lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "This process's index (multi-process CPU/GPU runs).",
+                       lower_bound=0)
 
 
 FLAGS = flags.FLAGS
@@ -32,12 +34,15 @@ def main(argv):
 def run(hooks=()):
   """The run the flags describe, with optional loop ``hooks`` (``jaxtag.training.train.Hook``): tools and tests that
   need to see inside the loop wrap this entry point instead of adding keys to the config."""
-  from jaxtag.core import cli, distributed, logs, remote
+  from jaxtag.core import choices, cli, distributed, logs, remote
   from jaxtag.data import workers
   verbosity_given = "verbosity" in FLAGS and FLAGS["verbosity"].present
   logs.configure(is_main_process=True, verbosity_given=verbosity_given)
   config = cli.loaded_config(FLAGS)   # config mistakes fail before waiting for the other processes
   remote.require_gcs(workdir=FLAGS.workdir, **{"config.data.manifest": config.data.get("manifest", "")})
+  import os
+  if os.path.isfile(FLAGS.workdir):   # (a gs:// path is never a local file)
+    raise choices.ConfigError(f"--workdir={FLAGS.workdir} is a file; give a directory (new, or a run to resume)")
   try:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     from jaxtag.training import train

@@ -132,6 +132,7 @@ def test_parquet_shards_read_back_as_the_jsonl_rows(tmp_path):
     np.testing.assert_array_equal(np.float32(q["taggram"]), r["taggram"])
     np.testing.assert_allclose(j["embedding"], r["embedding"], atol=5e-7)
   (tmp_path / "config.json").write_text("{}")   # passes for a run directory up to the format check
+  (tmp_path / "tags.json").write_text("[]")
   with pytest.raises(choices.ConfigError, match="already holds jsonl shards; resume it with --format=jsonl"):
     tag.run(str(tmp_path), str(tmp_path), str(tmp_path / "jsonl"), fmt="parquet")
 

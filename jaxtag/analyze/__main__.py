@@ -7,6 +7,7 @@
   probe W [W2 ...] --config=C [--probe_model=logreg|mlp]   frozen-embedding probe per backbone on C's data
 """
 import json
+import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -16,14 +17,18 @@ def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
   config_flags.DEFINE_config_file("config", None, "Config of the data set (baseline and probe).")
   flags.DEFINE_string("workdir", None, "Output run directory of the baseline.")
-  flags.DEFINE_string("split", "test", "Split whose predictions are analysed.")
+  from jaxtag.core import choices
+  flags.DEFINE_enum("split", "test", list(choices.SPLITS), "Split whose predictions are analysed.")
   flags.DEFINE_string("out", "", "Output directory (default: the first run's report/; scaling: ./scaling_report).")
-  flags.DEFINE_integer("top_k", 0, "k of top-k (popularity: 0 = mean true tags per song; exclusive: 0 = 3).")
+  flags.register_validator("out", lambda v: not v or not os.path.isfile(v), "is a file; give a directory for the "
+                           "analysis report")
+  flags.DEFINE_integer("top_k", 0, "k of top-k (popularity: 0 = mean true tags per song; exclusive: 0 = 3).",
+                       lower_bound=0)
   flags.DEFINE_float("threshold", 0.5, "exclusive: a score above this counts as high.")
   flags.DEFINE_multi_string("pairs", [], "exclusive: tag pairs as 'a:b' (repeatable); default: found automatically.")
   flags.DEFINE_float("min_prevalence", 0.02, "exclusive: automatic pairs need each tag in this fraction of train.")
-  flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.")
-  flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.")
+  flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.", lower_bound=1)
+  flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.", lower_bound=1)
   flags.DEFINE_enum("probe_model", "logreg", ["logreg", "mlp"], "probe: per-tag logistic regression or an MLP.")
   flags.DEFINE_bool("json", False, "Print the result as one JSON object.")
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxtag.evaluation import report
 from jaxtag.core import scoring
+from jaxtag.core.choices import ConfigError
 
 
 def find_pairs(train_pos, train_cooc, n_train: int, min_prevalence: float = 0.02, max_pairs: int = 10):
@@ -54,10 +55,12 @@ def _pairs_from_names(names, tags):
   index = {str(t): i for i, t in enumerate(tags)}
   out = []
   for spec in names:
+    if ":" not in spec:
+      raise ConfigError(f"--pairs={spec}: give a pair of tags as 'a:b'")
     a, b = (s.strip() for s in spec.split(":", 1))
     missing = [t for t in (a, b) if t not in index]
     if missing:
-      raise ValueError(f"unknown tags {missing} in pair {spec!r}; tags are {sorted(index)}")
+      raise ConfigError(f"--pairs={spec}: unknown tags {missing}; this run's tags are {sorted(index)}")
     out.append((index[a], index[b]))
   return out
 
@@ -74,6 +77,8 @@ def run(workdirs, split: str, pairs=(), threshold: float = 0.5, k: int = 3, min_
         max_pairs: int = 10, out_dir: str = "") -> dict:
   """Rates for every workdir side by side; pairs given as ``"a:b"`` or found in the first run's training labels."""
   from jaxtag.core import plots
+  for w in workdirs:
+    report.require_evaluated(w, split)
   preds = [report.load_predictions(report.predictions_path(w, split)) for w in workdirs]
   tags = preds[0].tags
   if pairs:

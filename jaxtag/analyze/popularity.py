@@ -49,6 +49,7 @@ def popularity(targets, scores, tags, k: int = 0, n_list: int = 10) -> dict:
 def run(workdir: str, split: str, k: int, out_dir: str = "") -> dict:
   """Writes ``popularity_<split>.{json,md,png}`` next to the evaluation report; returns the JSON object."""
   from jaxtag.core import plots
+  report.require_evaluated(workdir, split)
   p = report.load_predictions(report.predictions_path(workdir, split))
   res = popularity(p.targets, p.scores, p.tags, k)
   out_dir = out_dir or report.report_dir(workdir)

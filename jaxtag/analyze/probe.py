@@ -21,6 +21,7 @@ from absl import logging
 
 from jaxtag.evaluation import report
 from jaxtag.core import scoring
+from jaxtag.core.choices import ConfigError
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)            # inverse L2 strength of the logistic regression
 ALPHA_GRID = (1e-4, 1e-3, 1e-2, 1e-1)              # L2 penalty of the MLP
@@ -142,7 +143,7 @@ def probe_one(workdir: str, data_cfg, kind: str = "logreg", batch: int = 64, see
 def run(workdirs: list[str], config, kind: str = "logreg", batch: int = 64) -> dict:
   """One row per backbone: ``{"rows": [...], "table": markdown}``."""
   if config is None:
-    raise ValueError("probe needs --config=CONFIG naming the data set (e.g. configs/finetune.py with "
+    raise ConfigError("probe needs --config=CONFIG naming the data set (e.g. configs/finetune.py with "
                      "--config.data.manifest=...)")
   rows = [probe_one(w, config.data, kind, batch or int(config.eval.batch_size), int(config.seed))
           for w in workdirs]

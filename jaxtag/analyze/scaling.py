@@ -21,6 +21,8 @@ def load_runs(workdirs, split: str = "test") -> list[dict]:
   """One row per workdir from its ``eval_<split>.json``: model, training songs and the three metrics."""
   rows = []
   for w in workdirs:
+    report.require_evaluated(w, split, saved="eval")
+  for w in workdirs:
     with open(report.eval_json_path(w, split)) as f:
       e = json.load(f)
     rows.append({"workdir": w, "model": str(e.get("model", "?")), "n_train": int(e["n_train"]),

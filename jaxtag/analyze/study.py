@@ -25,6 +25,8 @@ CELL_DONE = "study_cell.json"
 
 
 def load_config_module(path: str):
+  from jaxtag.core import errors
+  errors.require(path, "study config file", "give e.g. --config=configs/study.py")
   spec = importlib.util.spec_from_file_location(f"_study_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -43,14 +45,29 @@ def cell_arg(cell: dict, extra: str = "") -> str:
 
 def cell_config(module, arg: str, overrides: dict | None):
   """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied."""
+  from jaxtag.core import choices
   config = module.get_config(arg or None)
   for key, value in (overrides or {}).items():
     *parents, leaf = key.split(".")
     node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = type(node[leaf])(value)
+    try:
+      for p in parents:
+        node = node[p]
+      node[leaf] = type(node[leaf])(value)
+    except (KeyError, AttributeError, TypeError) as e:
+      raise choices.ConfigError(f"--set={key}={value}: no config key {key!r}") from e
+    except ValueError as e:
+      raise choices.ConfigError(f"--set={key}={value}: not a valid {type(node[leaf]).__name__} ({e})") from e
   return config
+
+
+def parse_overrides(items) -> dict:
+  """``--set KEY=VALUE`` items as a dict; an item without ``=`` is a one-line error."""
+  from jaxtag.core import choices
+  bad = [kv for kv in items if "=" not in kv or not kv.split("=", 1)[0].strip()]
+  if bad:
+    raise choices.ConfigError(f"--set={bad[0]}: give KEY=VALUE, e.g. --set=data.cache_dir=/tmp/c")
+  return dict(kv.split("=", 1) for kv in items)
 
 
 class Interrupted(Exception):
@@ -148,9 +165,17 @@ def plot(path: str, agg: list[dict], title: str = "") -> None:
 
 def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
   """Runs every missing cell (and baseline), then writes the table, the figure and the scaling report."""
+  from jaxtag.core import choices
   module = load_config_module(config_path)
-  study = module.get_config(extra or None).study
+  try:
+    study = module.get_config(extra or None).study
+  except (ValueError, KeyError, AttributeError) as e:
+    raise choices.ConfigError(f"--config={config_path}{':' + extra if extra else ''}: {e}") from e
   todo = cells(study)
+  if not todo:
+    raise choices.ConfigError(f"--config={config_path}: the study has no cells (study.frontends, "
+                              "study.train_sizes and study.seeds must each list at least one)")
+  cell_config(module, cell_arg(todo[0], extra), overrides)   # a bad --set fails now, not after the first cell
   rows, t0 = [], time.time()
   for k, cell in enumerate(todo):
     cdir = os.path.join(workdir, "cells", cell["name"])
@@ -180,9 +205,13 @@ def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None 
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config_path, _, extra = FLAGS.config.partition(":")
-  overrides = dict(kv.split("=", 1) for kv in FLAGS.set)
+  overrides = parse_overrides(FLAGS.set)
+  if os.path.isfile(FLAGS.workdir):
+    from jaxtag.core import choices
+    raise choices.ConfigError(f"--workdir={FLAGS.workdir} is a file; give a directory (new, or a study to resume)")
   try:
     res = run(config_path, FLAGS.workdir, extra, overrides)
   except Interrupted as e:
@@ -192,9 +221,16 @@ def main(argv):
   print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover (train songs): {res['crossover_train_size']}")
 
 
-if __name__ == "__main__":
-  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.", required=True)
-  flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).", required=True)
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.")
+  flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).")
   flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every cell, e.g. data.cache_dir=/tmp/c.")
-  FLAGS = flags.FLAGS
-  app.run(main)
+
+
+FLAGS = flags.FLAGS
+
+
+if __name__ == "__main__":
+  from jaxtag.core import cli
+  cli.run(main, define_flags, required=("config", "workdir"))

@@ -18,6 +18,8 @@ BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss i
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
 
+CHECKPOINTS = ("best", "latest")           # which checkpoint of a run a tool loads, besides a step number
+
 POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binary metrics, prevalence, baselines)
 
 # config key -> its choices
@@ -52,6 +54,18 @@ def check(key: str, value, valid) -> None:
   """Raises ``ConfigError`` naming ``key``, the bad value and the valid ones."""
   if value not in valid:
     raise ConfigError(f"unknown {key} {value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+def checkpoint(value) -> str | int:
+  """``best`` | ``latest`` | a step number (``"1200"`` -> ``1200``): the one reading of every ``--checkpoint``."""
+  if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    return value
+  text = str(value).strip()
+  if text in CHECKPOINTS:
+    return text
+  if text.isdigit():
+    return int(text)
+  raise ConfigError(f"unknown checkpoint {value!r}; give best, latest or a step number (e.g. 1200)")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

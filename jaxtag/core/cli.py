@@ -6,10 +6,11 @@ tests can import several tools into one process) and ``main(argv)``, and ends wi
   if __name__ == "__main__":   # grain/pack workers re-import __main__
     cli.run(main, define_flags, required=("workdir",))
 
-``run`` also turns a user mistake (``choices.ConfigError``: an unknown value, a missing key or file; an
-override ml_collections rejects while absl parses the flags; a config file that does not load) and a failed
+``run`` also turns a user mistake (``choices.ConfigError``: an unknown value, a missing key or file; a flag
+absl rejects (unknown, missing, out of bounds, not a valid ``--checkpoint``); an override ml_collections
+rejects while absl parses the flags; a config file that does not load; an ``app.UsageError``) and a failed
 checkpoint save (``errors.CheckpointSaveError``) into one line on stderr and exit status 2; ``--traceback``
-shows the whole trace instead.
+shows the whole trace instead. Every other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import re
 import sys
 
 from absl import app, flags
+from ml_collections.config_flags.config_flags import is_config_flag   # not re-exported by the package
 
 from jaxtag.core import choices, errors
 
@@ -29,6 +31,8 @@ def one_line(error: BaseException) -> str:
   """ml_collections' messages come quoted, with newlines ("'stepz'\nDid you mean ..."): one clean line."""
   text = error.args[0] if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str) else str(error)
   text = text.replace("\\'", "'").replace("\\n", "\n").strip().strip('"')
+  if len(text) > 1 and text[0] == text[-1] == "'":   # an exception's repr inside another's message
+    text = text[1:-1]
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   if lines and re.fullmatch(r"'?'[\w.]+''?", lines[0]):   # ConfigDict's KeyError: the key, then "Did you mean"
     lines[0] = f"unknown key {lines[0].strip(chr(39))!r}"
@@ -38,11 +42,55 @@ def one_line(error: BaseException) -> str:
   return "; ".join(lines)
 
 
-def _fail(error: BaseException, prefix: str = "") -> None:
+def _fail(error: BaseException, prefix: str = "", text: str | None = None) -> None:
   if "--traceback" in sys.argv or ("traceback" in flags.FLAGS and flags.FLAGS.is_parsed() and flags.FLAGS.traceback):
     raise error
-  print(f"error: {prefix}{one_line(error)}", file=sys.stderr, flush=True)
+  print(f"error: {prefix}{one_line(error) if text is None else text}", file=sys.stderr, flush=True)
   sys.exit(errors.EXIT_USER_ERROR)
+
+
+def _flag_error(error: flags.Error) -> str:
+  """absl's message, with the fix: a missing required flag, an unknown one (see --help)."""
+  text = str(error)
+  missing = re.search(r"Flag --(\w+) must have a value other than None", text)
+  if missing:
+    return f"--{missing.group(1)} is required"
+  if isinstance(error, flags.UnrecognizedFlagError):
+    return f"{text} (see --help)"
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if "Traceback (most recent call last)" in text:   # a config file whose get_config raised: its last line says why
+    return f"{lines[0]} {lines[-1]}"
+  return "; ".join(lines)
+
+
+def _parse(argv):
+  """absl's parse, with its errors (and a config file that does not load) as one line instead of absl's
+  two-line ``FATAL Flags parsing error`` and exit status 1."""
+  try:
+    args = flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(e, text=_flag_error(e))
+  for name in list(flags.FLAGS):   # a config file loads on first use: load it now, while parsing
+    if is_config_flag(flags.FLAGS[name]) and flags.FLAGS[name].value is not None:
+      try:
+        loaded_config(flags.FLAGS, name)
+      except choices.ConfigError as e:
+        _fail(e, text=str(e))
+  return args
+
+
+def checkpoint_flag(default: str = "best") -> None:
+  """``--checkpoint``: best | latest | a step number, read by ``choices.checkpoint`` while absl parses (so a
+  typo fails before a model loads); the value is ``"best"``, ``"latest"`` or an ``int``."""
+  flags.DEFINE(_CheckpointParser(), "checkpoint", default, "best | latest | a step number.")
+
+
+class _CheckpointParser(flags.ArgumentParser):
+  def parse(self, argument):
+    return choices.checkpoint(argument)
+
+  def flag_type(self) -> str:
+    return "best|latest|step"
 
 
 def loaded_config(FLAGS, name: str = "config"):
@@ -64,13 +112,15 @@ def _main_with_errors(main):
     _in_main = True
     try:
       return main(argv)
-    except (choices.ConfigError, errors.CheckpointSaveError) as e:
+    except (choices.ConfigError, errors.CheckpointSaveError, app.UsageError) as e:
       _fail(e)
   return wrapped
 
 
 def run(main, define_flags=None, required=()) -> None:
   """Defines the tool's flags (and ``--traceback``), marks ``required`` ones, and runs ``main`` under absl."""
+  global _in_main
+  _in_main = False
   if define_flags is not None:
     define_flags()
   if "traceback" not in flags.FLAGS:
@@ -78,7 +128,7 @@ def run(main, define_flags=None, required=()) -> None:
   if required:
     flags.mark_flags_as_required(list(required))
   try:
-    app.run(_main_with_errors(main))
+    app.run(_main_with_errors(main), flags_parser=_parse)
   except _CONFIG_ERRORS as e:   # raised while absl parsed the flags (a bad --config.* override)
     if _in_main:
       raise

@@ -18,6 +18,8 @@ import signal
 import numpy as np
 from absl import logging
 
+from jaxtag.core.choices import ConfigError
+
 
 def _tasks_on_this_node(environ) -> int:
   """Slurm's ``SLURM_STEP_TASKS_PER_NODE`` looks like ``8(x2)`` or ``1,2``: the leading count is ours."""
@@ -38,8 +40,12 @@ def plan(coordinator_address: str | None, num_processes: int | None, process_id:
   """
   if coordinator_address or (num_processes or 1) > 1 or process_id is not None:
     if coordinator_address is None or num_processes is None or process_id is None:
-      raise ValueError("multi-process run: give all of --coordinator_address, --num_processes, --process_id "
-                       "(or none of them, to auto-detect Cloud TPU / Slurm)")
+      given = [f"--{k}" for k, v in (("coordinator_address", coordinator_address), ("num_processes", num_processes),
+                                     ("process_id", process_id)) if v is not None]
+      raise ConfigError(f"multi-process run: {', '.join(given)} given alone; give all of --coordinator_address, "
+                        "--num_processes, --process_id (or none of them, to auto-detect Cloud TPU / Slurm)")
+    if not 0 <= process_id < num_processes:
+      raise ConfigError(f"--process_id={process_id} is not in 0..{num_processes - 1} (--num_processes={num_processes})")
     return {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
   if int(environ.get("SLURM_NTASKS", "1")) > 1:
     gpus = int(environ.get("SLURM_GPUS_ON_NODE", "0") or 0)

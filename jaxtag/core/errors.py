@@ -17,5 +17,16 @@ class MissingInput(ConfigError, FileNotFoundError):
   """A file the config names does not exist (a manifest, annotations, split lists)."""
 
 
+def require(path: str, what: str, fix: str = "") -> str:
+  """``path`` if it exists (local or ``gs://``), else ``MissingInput`` naming ``what`` it is and ``fix``.
+
+  Called where a path the user gave is first opened, so a typo is one line while a file jaxtag itself
+  should have written, and did not, keeps its traceback (a bug)."""
+  from etils import epath
+  if not path or not epath.Path(path).exists():
+    raise MissingInput(f"{what} {path!r} not found" + (f"; {fix}" if fix else ""))
+  return path
+
+
 class CheckpointSaveError(RuntimeError):
   """A checkpoint save failed (disk full, quota, permissions); earlier checkpoints are intact."""

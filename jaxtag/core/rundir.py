@@ -42,11 +42,16 @@ def is_run(workdir) -> bool:
 
 def require_run(workdir, what: str = "--workdir") -> None:
   """A user-given directory that must hold a run: one line naming it if it does not."""
-  if not is_run(workdir):
-    raise errors.MissingInput(f"{what}={workdir} has no {CONFIG}: not a jaxtag run directory")
+  if not path(workdir, "").exists():
+    raise errors.MissingInput(f"{what}={workdir} does not exist; give a run directory (written by jaxtag train "
+                              "or import-musicnn)")
+  for name in (CONFIG, TAGS):
+    if not path(workdir, name).exists():
+      raise errors.MissingInput(f"{what}={workdir} has no {name}: not a jaxtag run directory (written by "
+                                "jaxtag train or import-musicnn)")
 
 
-def read_config_and_tags(workdir) -> tuple[dict, list[str]]:
+def read_config_and_tags(workdir, what: str = "--workdir") -> tuple[dict, list[str]]:
   """The run's config (as a plain dict) and its output tags."""
-  require_run(workdir)
+  require_run(workdir, what)
   return json.loads(path(workdir, CONFIG).read_text()), json.loads(path(workdir, TAGS).read_text())

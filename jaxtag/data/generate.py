@@ -255,6 +255,11 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   """
   if fmt not in FORMATS:
     raise errors.UserError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
+  if n < 1 or clip_seconds <= 0:
+    raise errors.UserError(f"a generated corpus needs n >= 1 clips of clip_seconds > 0 (got n={n}, "
+                           f"clip_seconds={clip_seconds})")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise errors.UserError(f"--out={out} is a file; give a directory for the corpus")
   jobs = [(i, n, seed, clip_seconds, fmt, out) for i in range(n)]
   if workers is None:   # spawning costs ~1-2 s per worker (imports), ~50 clips' worth: not worth it below
     workers = min(os.cpu_count() or 1, 2) if n >= PARALLEL_MIN_CLIPS else 1
@@ -321,15 +326,18 @@ def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
   from absl import flags
   flags.DEFINE_string("out", None, "Output directory.")
-  flags.DEFINE_integer("n", 2000, "Number of clips.")
+  flags.DEFINE_integer("n", 2000, "Number of clips.", lower_bound=1)
   flags.DEFINE_integer("seed", 0, "Corpus seed.")
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
+  flags.register_validator("clip_seconds", lambda v: v > 0, "--clip_seconds must be > 0")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).")
+  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).",
+                       lower_bound=0)
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.UserError(f"unexpected arguments: {argv[1:]}")
   from absl import flags
   FLAGS = flags.FLAGS
   t0 = time.time()

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from etils import epath
 
-from jaxtag.core import choices, paths
+from jaxtag.core import choices, errors, paths
 from jaxtag.data import columns, manifest as manifest_lib
 from jaxtag.data.songs import Song, SongIndex  # noqa: F401  (the index's row types, re-exported)
 
@@ -77,7 +77,11 @@ def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, us
 def load_songs(data_cfg) -> SongIndex:
   """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use)."""
   validate(data_cfg)
-  tags = read_tags_file(data_cfg.tags_file) if data_cfg.tags_file else None
+  tags = None
+  if data_cfg.tags_file:
+    errors.require(data_cfg.tags_file, "data.tags_file", "give a file of one tag per line, or leave it empty "
+                   "for the data set's own list")
+    tags = read_tags_file(data_cfg.tags_file)
   graded = bool(data_cfg.get("graded", False))
   if data_cfg.dataset == "generated":
     from jaxtag.data import generate

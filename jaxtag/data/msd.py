@@ -19,16 +19,24 @@ def read_labels(spec: str) -> tuple[list[str], np.ndarray]:
   """(track ids, (n, T) float32 labels) from ``ids.txt:y.npy`` or a ``.tsv`` ground-truth file."""
   if ":" in spec and not spec.endswith(".tsv"):
     ids_path, y_path = spec.split(":", 1)
+    for path in (ids_path, y_path):
+      errors.require(path, "MSD labels file", f"fix data.labels ({spec!r}: 'ids.txt:y.npy')")
     with open(ids_path) as f:
       ids = [line.strip() for line in f if line.strip()]
     y = np.load(y_path).astype(np.float32)
   elif spec.endswith(".tsv"):
+    errors.require(spec, "MSD labels file", "fix data.labels")
     ids, rows = [], []
     with open(spec) as f:
-      for line in filter(str.strip, f):
-        track, labels = line.rstrip("\n").split("\t", 1)
+      for n, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          track, labels = line.rstrip("\n").split("\t", 1)
+          rows.append(json.loads(labels))
+        except ValueError as e:
+          raise errors.UserError(f"MSD labels {spec}:{n}: not 'TRACKID<TAB>[0, 1, ...]' ({e})") from e
         ids.append(track)
-        rows.append(json.loads(labels))
     y = np.asarray(rows, np.float32)
   else:
     raise errors.UserError(f"MSD labels {spec!r}: give 'ids.txt:y.npy' or a '.tsv' of 'id<TAB>[0, 1, ...]' lines")

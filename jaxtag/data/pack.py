@@ -24,6 +24,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
+from jaxtag.core import choices
 from jaxtag.data import index as index_lib
 from jaxtag.data import packed
 from jaxtag.data.decode import BAD_REASONS, DecodeError, load_audio
@@ -144,16 +145,22 @@ def define_flags():
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py.", lock_config=True)
   flags.DEFINE_string("out", None, "Output directory; each split goes to OUT/<split>/.")
   flags.DEFINE_list("split", ["train"], "Splits to pack (train, valid, test).")
+  flags.register_validator("split", lambda v: bool(v) and set(v) <= set(choices.SPLITS),
+                           f"--split lists splits among {', '.join(choices.SPLITS)}")
   flags.DEFINE_enum("encoding", "auto", list(packed.PACK_ENCODINGS), "Audio encoding (see jaxtag/data/packed.py).")
-  flags.DEFINE_integer("workers", 0, "Decoding processes (0 = one per CPU).")
-  flags.DEFINE_integer("songs_per_shard", 512, "Songs per ArrayRecord shard (fixes the shard layout of a pack).")
+  flags.DEFINE_integer("workers", 0, "Decoding processes (0 = one per CPU).", lower_bound=0)
+  flags.DEFINE_integer("songs_per_shard", 512, "Songs per ArrayRecord shard (fixes the shard layout of a pack).",
+                       lower_bound=1)
 
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise choices.ConfigError(f"unexpected arguments: {argv[1:]}")
+  if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+    raise choices.ConfigError(f"--out={FLAGS.out} is a file; give a directory (each split goes to OUT/<split>/)")
   logging.set_verbosity(logging.INFO)
   for split in FLAGS.split:
     meta = pack_config(FLAGS.config.data, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,

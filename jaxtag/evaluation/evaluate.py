@@ -16,16 +16,18 @@ import numpy as np
 from absl import app, flags, logging
 
 from jaxtag.evaluation import report
-from jaxtag.core import scoring
+from jaxtag.core import choices, scoring
 
 
 def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
   flags.DEFINE_string("workdir", None, "Run directory (holds config.json, tags.json and checkpoints).")
-  flags.DEFINE_string("split", "test", "Split to evaluate: train | valid | test.")
-  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  from jaxtag.core import choices, cli
+  flags.DEFINE_enum("split", "test", list(choices.SPLITS), "Split to evaluate.")
+  cli.checkpoint_flag()
   flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
-  flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).")
+  flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).",
+                       lower_bound=0)
   flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
 
 
@@ -42,7 +44,8 @@ def align_columns(scores: np.ndarray, model_tags, data_tags) -> np.ndarray:
     return scores
   missing = [t for t in data_tags if t not in model_tags]
   if missing:
-    raise ValueError(f"the model does not predict the data set's tags {missing[:10]}")
+    raise choices.ConfigError(f"the model does not predict the data set's tags {missing[:10]}: evaluate it on "
+                              "a data set with its own tags (config.json's data)")
   return scores[:, [model_tags.index(t) for t in data_tags]]
 
 
@@ -56,7 +59,7 @@ def predict_split(workdir: str, split: str = "test", which="best", batch: int = 
   idx = index_lib.load_songs(config.data)
   songs, train = idx.split(split), idx.split("train")
   if not songs:
-    raise ValueError(f"{report.title(config.data, split)} has no songs")
+    raise choices.ConfigError(f"{report.title(config.data, split)} has no songs; choose another --split")
   logits, chunk_song = inference.predict_chunks(model, config, songs, batch=batch,
                                                 contract=contract.for_run(workdir, config))
   chunk_scores = align_columns(scoring.sigmoid(logits), model_tags, idx.tags).astype(np.float32)
@@ -117,13 +120,15 @@ def summary_line(e: dict) -> str:
 
 
 def main(argv):
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required")
+  from jaxtag.training import checkpoint
   members = FLAGS.ensemble + argv[1:] if FLAGS.ensemble else []
   if len(argv) > 1 and not FLAGS.ensemble:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
-  e = evaluate(FLAGS.workdir, FLAGS.split, which, FLAGS.batch)
+  checkpoint.read_run_info(FLAGS.workdir)   # every run directory checked before the first (long) evaluation
+  for w in members:   # a member with saved predictions (a baseline run) needs no checkpoint
+    if not os.path.exists(report.predictions_path(w, FLAGS.split)):
+      checkpoint.read_run_info(w, "--ensemble member")
+  e = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.batch)
   if members and e:
     e = evaluate_ensemble(FLAGS.workdir, members, FLAGS.split, FLAGS.batch)
   if e:

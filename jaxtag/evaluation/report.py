@@ -49,6 +49,18 @@ def eval_json_path(workdir: str, split: str) -> str:
   return os.path.join(report_dir(workdir), f"eval_{split}.json")
 
 
+def require_evaluated(workdir: str, split: str, saved: str = "predictions") -> None:
+  """``errors.MissingInput`` (one line) unless ``workdir`` has its ``split`` evaluated: the analyses read what
+  evaluation saved (``saved``: ``predictions`` or ``eval`` for ``eval_<split>.json``) rather than running
+  the model again."""
+  from jaxtag.core import errors
+  path = predictions_path(workdir, split) if saved == "predictions" else eval_json_path(workdir, split)
+  if not os.path.exists(path):
+    what = "no such directory" if not os.path.isdir(workdir) else f"no {os.path.basename(path)}"
+    raise errors.MissingInput(f"{workdir}: {what}; evaluate the run first: jaxtag evaluate --workdir={workdir} "
+                              f"--split={split}")
+
+
 def save_predictions(path: str, p: Predictions) -> None:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   arrays = {

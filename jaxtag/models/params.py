@@ -18,7 +18,7 @@ from jaxtag.models.layers import count_params
 def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
   config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/mtt.py:waveform,small.")
-  flags.DEFINE_integer("n_tags", 50, "Number of output tags (MTT and MSD have 50).")
+  flags.DEFINE_integer("n_tags", 50, "Number of output tags (MTT and MSD have 50).", lower_bound=1)
 
 
 FLAGS = flags.FLAGS

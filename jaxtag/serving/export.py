@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+import os
 
 import numpy as np
 from absl import flags
@@ -273,14 +273,21 @@ def export(workdir: str, out: str, which="best"):
   c = contract.for_run(workdir, config)
   m = build(model, config, tags, c)
   m.metadata_props.add(key="jaxtag.step", value=str(step))
-  onnx.save(m, out)
+  try:   # the user's --out: a folder that cannot be made or a file that cannot be written is one line
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    onnx.save(m, out)
+  except OSError as e:
+    raise choices.ConfigError(f"--out={out}: cannot write it ({e.strerror or e})") from e
   return m, c, tags
 
 
 def define_flags():
   flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
-  flags.DEFINE_string("out", None, "ONNX file to write.")
-  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  from jaxtag.core import cli
+  flags.DEFINE_string("out", None, "ONNX file to write (its name ends in .onnx).")
+  flags.register_validator("out", lambda v: v is None or v.lower().endswith(".onnx"),
+                           "--out is the ONNX file to write: its name must end in .onnx")
+  cli.checkpoint_flag()
 
 
 FLAGS = flags.FLAGS
@@ -292,15 +299,9 @@ def main(argv):
                               "--out=model.onnx")
   try:
     import onnx  # noqa: F401
-  except ImportError:
-    print("error: the ONNX export needs the export extra: pip install 'jaxtag[export]'", file=sys.stderr)
-    sys.exit(2)
-  which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
-  try:
-    m, c, tags = export(FLAGS.workdir, FLAGS.out, which)
-  except FileNotFoundError as e:   # not a run, or no such checkpoint (cli.run reports ConfigError the same way)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except ImportError as e:
+    raise choices.ConfigError("the ONNX export needs the export extra: pip install 'jaxtag[export]'") from e
+  m, c, tags = export(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint)   # not a run, no such step: one line
   w = windows(c)
   print(f"wrote {FLAGS.out}: {len(tags)} tags, input (batch, {w['window_samples']}) float32 at "
         f"{w['sample_rate']} Hz ({c.kind}), {len(m.graph.node)} nodes")

@@ -24,13 +24,16 @@ from absl import app, flags, logging
 def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
   flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
-  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-  flags.DEFINE_integer("top", 10, "Tags printed per file.")
+  from jaxtag.core import cli
+  cli.checkpoint_flag()
+  flags.DEFINE_integer("top", 10, "Tags printed per file.", lower_bound=1)
   flags.DEFINE_string("taggram", "", "PNG of per-chunk tag probabilities (one file; several: out_<name>.png).")
   flags.DEFINE_string("embeddings", "", "npz of penultimate features per chunk of every file.")
-  flags.DEFINE_integer("batch", 16, "Chunks per forward pass.")
+  flags.DEFINE_integer("batch", 16, "Chunks per forward pass.", lower_bound=1)
   flags.DEFINE_float("input_overlap", 0.0, "Imported musicnn runs: musicnn's input_overlap, the hop between "
-                     "187-frame patches in seconds (0: no overlap, as musicnn's default).")
+                     "187-frame patches in seconds (0: no overlap, as musicnn's default).", lower_bound=0.0)
+  flags.register_validator("taggram", lambda v: not v or v.lower().endswith(".png"),
+                           "--taggram is a PNG file: its name must end in .png")
   flags.DEFINE_bool("json", False, "Print one JSON object per file (one per line).")
 
 
@@ -106,14 +109,9 @@ def main(argv):
     raise app.UsageError("usage: python -m jaxtag.predict FILE_OR_DIR ... --workdir=W")
   logging.set_verbosity(logging.WARNING)   # stdout/stderr carry the tags and the per-file errors only
   files = list_files(argv[1:])
-  which = int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint
   from jaxtag.serving import inference
-  try:
-    tagger = inference.RunModel(FLAGS.workdir, which, batch=FLAGS.batch, embeddings=bool(FLAGS.embeddings),
-                                input_overlap=FLAGS.input_overlap)
-  except FileNotFoundError as e:   # not a run, or no such checkpoint: one line (cli.run does ConfigError)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  tagger = inference.RunModel(FLAGS.workdir, FLAGS.checkpoint, batch=FLAGS.batch,   # not a run, no such step:
+                              embeddings=bool(FLAGS.embeddings), input_overlap=FLAGS.input_overlap)   # one line
   results, failures = tag_files(tagger, files, top=FLAGS.top, want_embeddings=bool(FLAGS.embeddings))
   for r in results:
     if FLAGS.json:

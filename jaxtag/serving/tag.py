@@ -41,21 +41,27 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "Run directory (trained, or imported musicnn weights).")
   flags.DEFINE_string("input", None, "A directory, a text file of paths, or a JSONL manifest with 'path'.")
   flags.DEFINE_string("out", None, "Output directory (shards, errors.jsonl, summary.json).")
-  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-  flags.DEFINE_integer("top", 10, "Top tags per row.")
+  from jaxtag.core import cli
+  cli.checkpoint_flag()
+  flags.DEFINE_integer("top", 10, "Top tags per row.", lower_bound=1)
   flags.DEFINE_bool("embeddings", False, "Add each file's song embedding (mean penultimate features).")
   flags.DEFINE_bool("taggram", False, "Add each file's per-chunk scores.")
-  flags.DEFINE_float("max_seconds", 0.0, "Tag only the first S seconds of each file (0: the whole file).")
-  flags.DEFINE_integer("batch", 64, "Chunks per process per forward pass (rounded up to the local devices).")
-  flags.DEFINE_integer("workers", -1, "Decode processes (-1: one per CPU core; 0: decode in this process).")
+  flags.DEFINE_float("max_seconds", 0.0, "Tag only the first S seconds of each file (0: the whole file).",
+                     lower_bound=0.0)
+  flags.DEFINE_integer("batch", 64, "Chunks per process per forward pass (rounded up to the local devices).",
+                       lower_bound=1)
+  flags.DEFINE_integer("workers", -1, "Decode processes (-1: one per CPU core; 0: decode in this process).",
+                       lower_bound=-1)
   flags.DEFINE_enum("format", "jsonl", list(shards.FORMATS), "Output shards: JSONL, or Parquet (pyarrow, the "
                     "[parquet] extra).")
-  flags.DEFINE_integer("shard_size", 256, "Files per output shard (tagged or failed).")
+  flags.DEFINE_integer("shard_size", 256, "Files per output shard (tagged or failed).", lower_bound=1)
   flags.DEFINE_float("shard_seconds", 60.0, "Commit a shard at least this often (seconds).")
   flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines.")
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
-  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
-  flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).", lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).", lower_bound=0)
+  for name in ("shard_seconds", "progress_seconds"):
+    flags.register_validator(name, lambda v: v > 0, f"--{name} must be > 0")
 
 
 MAX_TRIES = 3   # a file whose decode worker died this often, decoding it alone, is failed as ``worker_crashed``
@@ -120,9 +126,11 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   import jax
   from jaxtag.core import distributed
   from jaxtag.serving import inference
-  if not os.path.exists(spec):
-    raise choices.ConfigError(f"--input={spec}: no such directory or file")
-  rundir.require_run(workdir)
+  inputs.check_readable(spec)
+  rundir.require_run(workdir)   # not a run directory: one line before any worker starts
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise choices.ConfigError(f"--out={out} is a file; give a directory for the output shards (new, or one "
+                              "to resume)")
   choices.check("--format", fmt, shards.FORMATS)
   if (other := shards.formats_in(out) - {fmt}):
     raise choices.ConfigError(f"--out={out} already holds {sorted(other)[0]} shards; resume it with "
@@ -132,7 +140,10 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   engine = inference.RunModel(workdir, which, batch=batch, embeddings=embeddings)
   contract, tags, B = engine.contract, engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise choices.ConfigError(f"--out={out}: cannot make the output directory ({e.strerror or e})") from e
   if pi == 0:
     shards._atomic_write(os.path.join(out, "tags.json"), json.dumps(list(tags)).encode())
   done = shards.load_done(out)
@@ -274,8 +285,7 @@ def main(argv):
   from jaxtag.core import distributed
   logging.set_verbosity(logging.WARNING)
   distributed.initialize(F.coordinator_address, F.num_processes, F.process_id)
-  which = int(F.checkpoint) if F.checkpoint.isdigit() else F.checkpoint
-  s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=which,
+  s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=F.checkpoint,
           max_seconds=F.max_seconds, batch=F.batch, workers=F.workers, shard_size=F.shard_size,
           shard_seconds=F.shard_seconds, progress_seconds=F.progress_seconds, fmt=F.format)
   if "tagged" in s:

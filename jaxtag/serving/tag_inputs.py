@@ -8,6 +8,7 @@ the caller counts them instead of stopping.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxtag.core import paths
+from jaxtag.core import errors, paths
 
 
 class Entry(NamedTuple):
@@ -29,6 +30,26 @@ class Entry(NamedTuple):
 AUDIO_LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 
+def check_readable(spec: str) -> None:
+  """A directory, or a file whose start reads as UTF-8 text: otherwise one line (``errors.UserError``) before
+  any work starts, rather than a decode error half-way through the library."""
+  if os.path.isdir(spec):
+    if not os.access(spec, os.R_OK | os.X_OK):
+      raise errors.UserError(f"--input={spec}: the directory cannot be read (permissions)")
+    return
+  if not os.path.isfile(spec):
+    raise errors.MissingInput(f"--input={spec}: no such directory or file; give a directory of audio, a text "
+                              "file of paths or a JSONL manifest")
+  try:
+    with open(spec, "rb") as f:
+      codecs.getincrementaldecoder("utf-8")().decode(f.read(1 << 16), final=False)
+  except OSError as e:
+    raise errors.UserError(f"--input={spec}: cannot read it ({e.strerror or e})") from e
+  except UnicodeDecodeError as e:
+    raise errors.UserError(f"--input={spec} is not a text list of paths (not UTF-8 text: {e.reason} at byte "
+                           f"{e.start}); give a directory, a text file of paths or a JSONL manifest") from e
+
+
 def iter_entries(spec: str) -> Iterator[Entry]:
   """Entries of ``spec``: a directory (every non-hidden file below it, sorted, hidden directories skipped),
   a ``.jsonl`` manifest (``{"path": ...}`` per line, other keys ignored) or a text list (one path a line,
@@ -37,8 +58,7 @@ def iter_entries(spec: str) -> Iterator[Entry]:
   if os.path.isdir(spec):
     yield from _walk(spec)
     return
-  if not os.path.isfile(spec):
-    raise FileNotFoundError(f"--input={spec}: no such directory or file")
+  check_readable(spec)
   base = os.path.dirname(os.path.abspath(spec))
   manifest = spec.endswith((".jsonl", ".json"))
   with open(spec, encoding="utf-8") as f:

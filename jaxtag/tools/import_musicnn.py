@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from jaxtag.core import config as config_lib
+from jaxtag.core import config as config_lib, errors
 from jaxtag.models import registry
 from jaxtag.training import checkpoint
 from jaxtag.models.musicnn import Musicnn, MusicnnVGG
@@ -57,7 +57,11 @@ def variable_map(model) -> list:
 def read_weights(path: str) -> dict[str, np.ndarray]:
   """TF variable name -> float32 array, from an npz or (with TensorFlow) a musicnn checkpoint directory."""
   if os.path.isdir(path):
-    import tensorflow as tf     # optional extra: pip install 'jaxtag[tf]'
+    try:
+      import tensorflow as tf     # optional: pip install tensorflow
+    except ImportError as e:
+      raise errors.UserError(f"--weights={path} is a TF checkpoint directory: reading it needs TensorFlow "
+                             "(pip install tensorflow), or give the *_weights.npz") from e
     # The package's checkpoints have an empty file prefix (MTT_musicnn/.index), hence the trailing slash.
     reader = tf.compat.v1.train.NewCheckpointReader(os.path.join(path, ""))
     names = reader.get_variable_to_shape_map()
@@ -91,7 +95,7 @@ def guess_model(path: str) -> str:
   for name in sorted(MUSICNN_MODELS, key=len, reverse=True):
     if base.startswith(name):
       return name
-  raise ValueError(f"cannot tell the model from {base!r}; pass --model (one of {MUSICNN_MODELS})")
+  raise errors.UserError(f"cannot tell the model from {base!r}; pass --model (one of {MUSICNN_MODELS})")
 
 
 def musicnn_config(name: str):
@@ -133,6 +137,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  errors.require(FLAGS.weights, "--weights", "give musicnn's *_weights.npz or a TF checkpoint directory")
+  if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+    raise errors.UserError(f"--out={FLAGS.out} is a file; give a directory for the run")
   config, _ = import_musicnn(FLAGS.weights, FLAGS.out, FLAGS.model)
   print(f"wrote {FLAGS.out}: model={config.model.name}")
 

@@ -243,8 +243,9 @@ def write_run_info(workdir: str, config: ml_collections.ConfigDict, tags: list[s
   contract.save(workdir, config)   # the preprocessing contract, readable without jaxtag (ONNX users, tag)
 
 
-def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, list[str]]:
-  config, tags = rundir.read_config_and_tags(workdir)
+def read_run_info(workdir: str, flag: str = "--workdir") -> tuple[ml_collections.ConfigDict, list[str]]:
+  """A run's config and tags; ``errors.MissingInput`` (one line) when ``workdir`` is not a run directory."""
+  config, tags = rundir.read_config_and_tags(workdir, flag)
   return ml_collections.ConfigDict(config), tags
 
 
@@ -269,8 +270,11 @@ def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
   ``best`` is the step saved with the best validation metrics, and falls back to ``latest`` for a run that has not validated yet. The arrays are restored straight onto
   ``mesh`` (default: all devices), replicated. Call the model with ``train=False``.
   """
+  which = choices.checkpoint(which)
   config, tags = read_run_info(workdir)
   root = absolute(workdir)
+  if not (root / rundir.CHECKPOINTS).exists():
+    raise errors.MissingInput(f"--workdir={workdir} holds no checkpoint yet (no {rundir.CHECKPOINTS}/ directory)")
   mngr = _manager(root / rundir.CHECKPOINTS, max(int(config.train.keep), 1),
                   config.train.get("best_metric", "loss"))
   try:
@@ -284,9 +288,11 @@ def load_for_inference(workdir: str, which: str | int = "best", mesh=None):
     else:
       step = int(which)
     if step is None:
-      raise FileNotFoundError(f"{workdir} holds no checkpoint")
+      raise errors.MissingInput(f"--workdir={workdir} holds no checkpoint yet")
     if step not in mngr.all_steps():
-      raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; have {sorted(mngr.all_steps())}")
+      have = sorted(mngr.all_steps())
+      raise errors.MissingInput(f"--checkpoint={step}: no checkpoint at step {step} in {workdir}; it has "
+                                f"{', '.join(map(str, have)) or 'none'} (or give best or latest)")
     from jaxtag.training import trainable
     target = train_state.abstract(config, len(tags), mesh or sharding.make_mesh(),
                                   tx=trainable.optimizer_for(config))   # the run's optimizer-state layout

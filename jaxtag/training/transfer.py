@@ -61,9 +61,10 @@ def check(config) -> None:
   workdir = str(config.init.workdir)
   if not workdir:
     return
-  which = str(config.init.checkpoint)
-  if which not in ("best", "latest") and not which.isdigit():
-    raise choices.ConfigError(f"init.checkpoint must be 'best', 'latest' or a step number, got {which!r}")
+  try:
+    choices.checkpoint(config.init.checkpoint)
+  except choices.ConfigError as e:
+    raise choices.ConfigError(f"init.checkpoint must be 'best', 'latest' or a step number: {e}") from e
   trainable.check_mode(str(config.train.trainable))
   source, _ = source_info(workdir)
   bad = mismatches(config, source)
@@ -126,9 +127,7 @@ def load_source(config):
   """``(source params, source rest, source tags, step)`` of ``init.workdir`` at ``init.checkpoint``."""
   from jaxtag.training import checkpoint
   from jaxtag.training import step as step_lib
-  which = str(config.init.checkpoint)
-  _, tags, model, step = checkpoint.load_for_inference(str(config.init.workdir),
-                                                       int(which) if which.isdigit() else which)
+  _, tags, model, step = checkpoint.load_for_inference(str(config.init.workdir), config.init.checkpoint)
   _, params, rest = step_lib.split_model(model)
   return params, rest, tags, step
 

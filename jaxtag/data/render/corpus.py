@@ -131,12 +131,16 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   Workers are spawned processes (the caller may hold jax threads); the output does not depend on their
   number. Default: every core from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
   """
-  if fmt not in FORMATS:
-    raise ValueError(f"unknown generated_format {fmt!r}; valid: {sorted(FORMATS)}")
+  from jaxtag.core import choices, errors
+  choices.check("generated_format", fmt, sorted(FORMATS))
+  if n < 1 or clip_seconds <= 0:
+    raise choices.ConfigError(f"a rendered corpus needs n >= 1 clips of clip_seconds > 0 (got n={n}, "
+                              f"clip_seconds={clip_seconds})")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise choices.ConfigError(f"--out={out} is a file; give a directory for the corpus")
   soundfonts = tuple(soundfonts) or render.default_soundfonts()
   for path in soundfonts:
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"soundfont not found: {path}")
+    errors.require(path, "soundfont", "give --soundfont=PATH.sf2 (or none, for the default TimGM6mb)")
   scores.load(cache_dir)   # build the score table once, before the workers read it
   jobs = [(i, n, seed, clip_seconds, fmt, out, soundfonts, cache_dir) for i in range(n)]
   if workers is None:
@@ -175,7 +179,9 @@ def ensure_corpus(n: int, seed: int, clip_seconds: float, fmt: str, cache_dir: s
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    from jaxtag.core import choices
+    raise choices.ConfigError(f"unexpected arguments: {argv[1:]}")
   t0 = time.time()
   path = generate(FLAGS.out, FLAGS.n, FLAGS.seed, FLAGS.clip_seconds, FLAGS.format, FLAGS.workers,
                   tuple(FLAGS.soundfont or ()), FLAGS.cache_dir)
@@ -186,15 +192,22 @@ def main(argv):
                     "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}))
 
 
-if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("out", None, "Output directory.", required=True)
-  flags.DEFINE_integer("n", 2000, "Number of clips.")
+def define_flags():
+  """Flags exist only when run as a program (spawned render workers re-import this module)."""
+  from absl import flags
+  flags.DEFINE_string("out", None, "Output directory.")
+  flags.DEFINE_integer("n", 2000, "Number of clips.", lower_bound=1)
   flags.DEFINE_integer("seed", 0, "Corpus seed.")
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
+  flags.register_validator("clip_seconds", lambda v: v > 0, "--clip_seconds must be > 0")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Render processes (default: every core from 40 clips on).")
+  flags.DEFINE_integer("workers", None, "Render processes (default: every core from 40 clips on).", lower_bound=0)
   flags.DEFINE_multi_string("soundfont", None, "SoundFont (.sf2) paths; artists pick one (default TimGM6mb).")
   flags.DEFINE_string("cache_dir", "", "Where the music21 score table is cached (default ~/.cache/jaxtag).")
+
+
+if __name__ == "__main__":
+  from absl import flags
+  from jaxtag.core import cli
   FLAGS = flags.FLAGS
-  app.run(main)
+  cli.run(main, define_flags, required=("out",))
