@@ -5,7 +5,8 @@
 ``config.study`` names the front-ends, the train sizes (nested subsets of one train pool, see
 ``data.index.subset_train``) and the seeds; valid and test stay fixed. Every cell (front-end, size, seed)
 is a normal run directory ``WORKDIR/cells/<front-end>-n<size>-s<seed>`` built from the config file's
-``get_config("<front-end>,train_size=N,seed=S")``: training resumes from its newest checkpoint, and a cell
+``get_config("<front-end>,train_size=N,seed=S")``, loaded and checked as every command's config is
+(``jaxtag.core.config.load``; every cell's config is checked before the first cell starts): training resumes from its newest checkpoint, and a cell
 whose test evaluation is written (``study_cell.json``) is skipped, so rerunning the command after a stop
 picks up exactly where it was. The per-tag GBT baseline runs once per train size. At the end it writes
 ``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds), ``study.json``, ``study.png`` (ROC-AUC
@@ -13,22 +14,16 @@ and PR-AUC vs train size with the seed spread) and ``jaxtag.analyze scaling``'s 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
+
+from jaxtag.core import choices, config as config_lib
 
 CELL_DONE = "study_cell.json"
-
-
-def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location(f"_study_config_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def cells(study) -> list[dict]:
@@ -41,16 +36,10 @@ def cell_arg(cell: dict, extra: str = "") -> str:
   return ",".join(filter(None, [cell["frontend"], f"train_size={cell['train_size']}", f"seed={cell['seed']}", extra]))
 
 
-def cell_config(module, arg: str, overrides: dict | None):
-  """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied."""
-  config = module.get_config(arg or None)
-  for key, value in (overrides or {}).items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = type(node[leaf])(value)
-  return config
+def cell_config(config_path: str, arg: str, overrides: dict | None):
+  """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied,
+  checked against the config schema."""
+  return config_lib.load(f"{config_path}:{arg}" if arg else config_path, overrides)
 
 
 class Interrupted(Exception):
@@ -71,13 +60,13 @@ def _once(workdir: str, compute) -> dict:
   return row
 
 
-def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
-  """Trains (or resumes) one cell, evaluates it on the test split, marks it done; returns its test metrics."""
+def run_cell(config, cell: dict, workdir: str) -> dict:
+  """Trains (or resumes) one cell with its ``config``, evaluates it on the test split, marks it done; returns its
+  test metrics."""
   from jaxtag.evaluation import evaluate
   from jaxtag.training import train
 
   def compute():
-    config = cell_config(module, cell_arg(cell, extra), overrides)
     t0 = time.time()
     summary = train.train_and_evaluate(config, workdir)
     if summary.get("stopped_by"):   # SIGTERM/SIGINT: the trainer saved and returned; the cell is not finished
@@ -89,11 +78,10 @@ def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict 
   return _once(workdir, compute)
 
 
-def run_baseline(module, size: int, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+def run_baseline(config, size: int, workdir: str) -> dict:
   from jaxtag.analyze import baseline
 
   def compute():
-    config = cell_config(module, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
     e = baseline.run(config, workdir, "test")
     return {"frontend": "baseline", "model": "baseline", "train_size": size, "seed": 0,
             "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]), "pr_auc": float(e["pr_auc"]),
@@ -148,21 +136,23 @@ def plot(path: str, agg: list[dict], title: str = "") -> None:
 
 def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
   """Runs every missing cell (and baseline), then writes the table, the figure and the scaling report."""
-  module = load_config_module(config_path)
-  study = module.get_config(extra or None).study
+  study = cell_config(config_path, extra, overrides).study
   todo = cells(study)
+  sizes = sorted(set(study.train_sizes)) if study.baseline else []
+  # every cell's config is checked before the first one trains (a mistake in the last cell fails now)
+  configs = [cell_config(config_path, cell_arg(cell, extra), overrides) for cell in todo]
+  baselines = [cell_config(config_path, ",".join(filter(None, [f"train_size={n}", extra])), overrides) for n in sizes]
   rows, t0 = [], time.time()
-  for k, cell in enumerate(todo):
+  for k, (cell, config) in enumerate(zip(todo, configs)):
     cdir = os.path.join(workdir, "cells", cell["name"])
     was_done = os.path.exists(os.path.join(cdir, CELL_DONE))
-    rows.append(run_cell(module, cell, cdir, extra, overrides))
+    rows.append(run_cell(config, cell, cdir))
     if not was_done:
       rate = (time.time() - t0) / (k + 1)
       logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo),
                    rate * (len(todo) - k - 1))
-  if study.baseline:
-    for size in sorted(set(study.train_sizes)):
-      rows.append(run_baseline(module, int(size), os.path.join(workdir, "baseline", f"n{size}"), extra, overrides))
+  for size, config in zip(sizes, baselines):
+    rows.append(run_baseline(config, int(size), os.path.join(workdir, "baseline", f"n{size}")))
   agg = aggregate(rows)
   md = table(agg)
   with open(os.path.join(workdir, "study.md"), "w") as f:
@@ -182,6 +172,9 @@ def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None 
 def main(argv):
   del argv
   config_path, _, extra = FLAGS.config.partition(":")
+  bad = [kv for kv in FLAGS.set if "=" not in kv]
+  if bad:
+    raise choices.ConfigError(f"--set={bad[0]}: takes KEY=VALUE, e.g. --set=data.cache_dir=/tmp/c")
   overrides = dict(kv.split("=", 1) for kv in FLAGS.set)
   try:
     res = run(config_path, FLAGS.workdir, extra, overrides)
@@ -192,9 +185,16 @@ def main(argv):
   print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover (train songs): {res['crossover_train_size']}")
 
 
-if __name__ == "__main__":
-  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.", required=True)
-  flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).", required=True)
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.")
+  flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).")
   flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every cell, e.g. data.cache_dir=/tmp/c.")
-  FLAGS = flags.FLAGS
-  app.run(main)
+
+
+FLAGS = flags.FLAGS
+
+
+if __name__ == "__main__":   # grain workers re-import __main__
+  from jaxtag.core import cli
+  cli.run(main, define_flags, required=("config", "workdir"))

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from jaxtag.core import choices, errors
+from jaxtag.core import choices, config as config_lib, errors
 
 # What ml_collections raises for a bad override or config file (while absl parses, or on first access).
 _CONFIG_ERRORS = (KeyError, AttributeError, TypeError, ValueError, OSError, flags.Error)
@@ -46,16 +46,33 @@ def _fail(error: BaseException, prefix: str = "") -> None:
 
 
 def loaded_config(FLAGS, name: str = "config"):
-  """``FLAGS.<name>``, loaded: a config file that failed to load is a placeholder raising on first use,
-  so touch it here and report the failure as a ``ConfigError``."""
+  """``FLAGS.<name>``, loaded and checked against the config schema (``config_lib.validate``): a config file
+  that failed to load is a placeholder raising on first use, so touch it here and report the failure as a
+  ``ConfigError``."""
   try:
     config = getattr(FLAGS, name)
     config.to_dict()
-    return config
   except choices.ConfigError:
     raise
   except _CONFIG_ERRORS as e:
     raise choices.ConfigError(f"config: {one_line(e)}") from e
+  return config_lib.validate(config)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a mistake in a ``--config`` flag (an unknown key, a value of the wrong type, a config
+  argument the file rejects) as one line instead of absl's "FATAL Flags parsing error" and its traceback."""
+  try:
+    config_lib.check_overrides(argv[1:])
+    return flags.FLAGS(argv)
+  except choices.ConfigError as e:
+    _fail(e, "config: ")
+  except flags.Error as e:
+    text = str(e)
+    if "Traceback" in text:   # raised inside the config file: its last line is the error
+      text = [line.strip() for line in text.splitlines() if line.strip()][-1].split(": ", 1)[-1]
+    prefix = "config: " if str(e).startswith("flag --config") else ""
+    _fail(choices.ConfigError(config_lib.describe_override_error(text) or text), prefix)
 
 
 def _main_with_errors(main):
@@ -78,7 +95,7 @@ def run(main, define_flags=None, required=()) -> None:
   if required:
     flags.mark_flags_as_required(list(required))
   try:
-    app.run(_main_with_errors(main))
+    app.run(_main_with_errors(main), flags_parser=_parse_flags)
   except _CONFIG_ERRORS as e:   # raised while absl parsed the flags (a bad --config.* override)
     if _in_main:
       raise

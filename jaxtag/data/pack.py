@@ -155,8 +155,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
+  from jaxtag.core import cli
+  data_cfg = cli.loaded_config(FLAGS).data   # checked against the config schema before any decoding
   for split in FLAGS.split:
-    meta = pack_config(FLAGS.config.data, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,
+    meta = pack_config(data_cfg, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,
                        songs_per_shard=FLAGS.songs_per_shard)
     print(json.dumps({"split": split, **{k: v for k, v in meta.items() if k != "shards"},
                       "shards": len(meta["shards"])}))
