@@ -93,7 +93,8 @@ class Key:
     """What is wrong with ``value`` for this key (one line naming the key and what it accepts), or ``None``."""
     if self.type is tuple:
       if not isinstance(value, (tuple, list)):
-        return f"{self.name}={value!r} has the wrong type ({type(value).__name__}); valid: {self.describe()} [{self.doc}]"
+        return (f"{self.name}={value!r} has the wrong type ({type(value).__name__}); "
+                f"valid: {self.describe()} [{self.doc}]")
       for v in value:
         bad = self._scalar_problem(v, self.item_type, f"{self.name} item")
         if bad:
@@ -162,7 +163,8 @@ SCHEMA: tuple[Key, ...] = (
   Key("data.sample_rate", 16000, "audio is decoded and resampled to this rate (Hz)", gt=0),
   Key("data.chunk_seconds", 3.0, "model input length: 3 s for MTT/MSD, 15 s for the private-style configs", gt=0),
   Key("data.chunks_per_song", 1, "random chunks per song per epoch (the authors sample 1)", ge=1),
-  Key("data.short_policy", "pad", "songs shorter than one chunk: zero-padded or skipped", choices=choices.SHORT_POLICIES),
+  Key("data.short_policy", "pad", "songs shorter than one chunk: zero-padded or skipped",
+      choices=choices.SHORT_POLICIES),
   Key("data.input_pipeline", "chunks", "the run's preprocessing contract (jaxtag/models/contract.py)",
       choices=choices.INPUT_PIPELINES),
   Key("data.graded", False, "manifest/generated: graded targets in [0, 1] instead of binary tags"),
@@ -443,7 +445,8 @@ def markdown() -> str:
       note = f" ({OPTIONAL_SECTIONS[here]})" if here in OPTIONAL_SECTIONS else ""
       lines += ["", f"## {section}{note}", "", "| key | type | default | allowed | doc |", "|---|---|---|---|---|"]
     typ = f"tuple[{key.item_type.__name__}]" if key.type is tuple else key.type.__name__
-    allowed = "any" if key.describe() in (typ, f"tuple of {key.item_type.__name__ if key.item_type else ''}") else key.describe()
+    plain = (key.type.__name__, f"tuple of {key.item_type.__name__}" if key.item_type else "")
+    allowed = "any" if key.describe() in plain else key.describe()
     cell = lambda s: str(s).replace("|", "\\|")
     lines.append(f"| `{key.name}` | {typ} | `{key.default!r}` | {cell(allowed)} | {cell(key.doc)} |")
   lines += ["", "## Rules between keys", ""]

@@ -59,8 +59,10 @@ def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, us
 
 
 def load_songs(data_cfg) -> SongIndex:
-  """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use)."""
-  validate(data_cfg)
+  """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use). The
+  config schema checks a fresh config's data keys at start (``jaxtag.core.config``); the guard here is the
+  dispatch's own, for configs read back from run directories."""
+  choices.check("data.dataset", data_cfg.dataset, DATASETS)
   tags = read_tags_file(data_cfg.tags_file) if data_cfg.tags_file else None
   graded = bool(data_cfg.get("graded", False))
   if data_cfg.dataset == "generated":
