@@ -139,6 +139,10 @@ def test_every_config_file_validates(name):
   args = {"study": ["tiny", "paper", "waveform,train_size=120,seed=1"], "finetune": ["head", "top"]}.get(name, [])
   for arg in [None, "waveform", "smoke", *args]:
     c = importlib.import_module(f"configs.{name}").get_config(arg)
+    config_lib.validate(c, reads_data=False)        # the parameter table: no data paths needed
+    if c.data.dataset in PATHS:
+      with pytest.raises(ValueError, match="needs --config.data"):
+        config_lib.validate(c)
     for key, value in PATHS.get(c.data.dataset, {}).items():
       config_lib.set_value(c, key, value)
     config_lib.validate(c)

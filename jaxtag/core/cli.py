@@ -45,10 +45,10 @@ def _fail(error: BaseException, prefix: str = "") -> None:
   sys.exit(errors.EXIT_USER_ERROR)
 
 
-def loaded_config(FLAGS, name: str = "config"):
-  """``FLAGS.<name>``, loaded and checked against the config schema (``config_lib.validate``): a config file
-  that failed to load is a placeholder raising on first use, so touch it here and report the failure as a
-  ``ConfigError``."""
+def loaded_config(FLAGS, name: str = "config", reads_data: bool = True):
+  """``FLAGS.<name>``, loaded and checked against the config schema (``config_lib.validate``; ``reads_data=False``:
+  a command that never reads the data set, so its paths are not required): a config file that failed to load is
+  a placeholder raising on first use, so touch it here and report the failure as a ``ConfigError``."""
   try:
     config = getattr(FLAGS, name)
     config.to_dict()
@@ -56,7 +56,7 @@ def loaded_config(FLAGS, name: str = "config"):
     raise
   except _CONFIG_ERRORS as e:
     raise choices.ConfigError(f"config: {one_line(e)}") from e
-  return config_lib.validate(config)
+  return config_lib.validate(config, reads_data)
 
 
 def _parse_flags(argv):

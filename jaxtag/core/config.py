@@ -307,9 +307,11 @@ def _hop_within_window(c) -> str | None:
   return None
 
 
-# Rules between keys: each returns what is wrong (one line naming the keys and the fix) or None.
+# Rules between keys: each returns what is wrong (one line naming the keys and the fix) or None. DATA_RULES name
+# the inputs a data set needs: commands that never read the data (the parameter table) skip them.
+DATA_RULES: tuple[Callable[[ml_collections.ConfigDict], str | None], ...] = (_needs_path, _msd_labels, _clean_split)
 RULES: tuple[Callable[[ml_collections.ConfigDict], str | None], ...] = (
-    _needs_path, _msd_labels, _clean_split, _patches_need_logmel, _mel_band, _hop_within_window)
+    *DATA_RULES, _patches_need_logmel, _mel_band, _hop_within_window)
 
 
 def _unknown(name: str) -> str:
@@ -321,8 +323,9 @@ def _unknown(name: str) -> str:
   return f"unknown config key {name!r}; {hint}"
 
 
-def validate(config) -> ml_collections.ConfigDict:
-  """Checks ``config`` against ``SCHEMA`` and ``RULES``; the first mistake raises ``ConfigError`` (one line)."""
+def validate(config, reads_data: bool = True) -> ml_collections.ConfigDict:
+  """Checks ``config`` against ``SCHEMA`` and ``RULES`` (without ``DATA_RULES`` unless ``reads_data``); the first
+  mistake raises ``ConfigError`` (one line)."""
   flat = choices.flatten(config.to_dict())
   for name in flat:
     if name not in KEYS:
@@ -338,6 +341,8 @@ def validate(config) -> ml_collections.ConfigDict:
     if wrong:
       raise ConfigError(wrong)
   for rule in RULES:
+    if rule in DATA_RULES and not reads_data:
+      continue
     wrong = rule(config)
     if wrong:
       raise ConfigError(wrong)
@@ -450,7 +455,8 @@ def markdown() -> str:
     cell = lambda s: str(s).replace("|", "\\|")
     lines.append(f"| `{key.name}` | {typ} | `{key.default!r}` | {cell(allowed)} | {cell(key.doc)} |")
   lines += ["", "## Rules between keys", ""]
-  lines += [f"- {(rule.__doc__ or '').strip()}" for rule in RULES]
+  lines += [f"- {(rule.__doc__ or '').strip().rstrip('.')}{' (commands that read the data)' * (rule in DATA_RULES)}."
+            for rule in RULES]
   return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,8 @@ def pipeline_of(config) -> str:
 
 def from_config(config, overlap_seconds: float = 0.0) -> Contract:
   """The contract a config implies. ``overlap_seconds`` (musicnn runs only) is musicnn's ``input_overlap``."""
-  kind = pipeline_of(config)   # a kind, or a kind the model cannot take, fails in Contract (and at start, in the schema)
+  kind = pipeline_of(config)
+  choices.check("data.input_pipeline", kind, KINDS)
   sr = int(config.data.sample_rate)
   chunk = int(round(float(config.data.chunk_seconds) * sr))
   spectral = str(config.model.name) not in ("waveform", "samplecnn", "samplecnn_multi")
@@ -135,7 +136,7 @@ def from_config(config, overlap_seconds: float = 0.0) -> Contract:
     if overlap_seconds:
       raise choices.ConfigError("patch overlap applies to imported musicnn runs only (this run is tagged in chunks)")
     return Contract("chunks", sr, chunk, logmel)
-  if logmel is None:   # fresh configs: the schema's rule at start; here for runs written before it
+  if logmel is None:
     raise choices.ConfigError(f"model {config.model.name!r} has no log-mel front-end: it cannot take musicnn patches")
   hop = musicnn_hop_frames(overlap_seconds, sr, logmel["n_fft"], logmel["hop"]) if overlap_seconds else PATCH_FRAMES
   return Contract("musicnn_patches", sr, chunk, logmel, PATCH_FRAMES, hop)

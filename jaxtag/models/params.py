@@ -41,7 +41,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from jaxtag.core import cli
-  print(summarize(cli.loaded_config(FLAGS), FLAGS.n_tags))
+  print(summarize(cli.loaded_config(FLAGS, reads_data=False), FLAGS.n_tags))
 
 
 if __name__ == "__main__":
