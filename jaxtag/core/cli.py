@@ -71,8 +71,8 @@ def _parse_flags(argv):
     text = str(e)
     if "Traceback" in text:   # raised inside the config file: its last line is the error
       text = [line.strip() for line in text.splitlines() if line.strip()][-1].split(": ", 1)[-1]
-    prefix = "config: " if str(e).startswith("flag --config") else ""
-    _fail(choices.ConfigError(config_lib.describe_override_error(text) or text), prefix)
+    described = config_lib.describe_override_error(text)
+    _fail(choices.ConfigError(described or text), "config: " if described or "Traceback" in str(e) else "")
 
 
 def _main_with_errors(main):

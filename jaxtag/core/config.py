@@ -477,7 +477,7 @@ def parse_arg(arg: str | None) -> dict:
       try:
         out[key] = KEYVALUES[key](value)
       except ValueError:
-        raise ConfigError(f"config argument {item!r}: {key} takes a {KEYVALUES[key].__name__}") from None
+        raise ConfigError(f"config argument {item!r}: {key}= takes a whole number") from None
     elif item in FLAGS:
       out[item] = True
     else:
