@@ -9,8 +9,9 @@ is a normal run directory ``WORKDIR/cells/<front-end>-n<size>-s<seed>`` built fr
 (``jaxtag.core.config.load``; every cell's config is checked before the first cell starts): training
 resumes from its newest checkpoint, and a cell whose test evaluation is written (``study_cell.json``) is
 skipped, so rerunning the command after a stop picks up exactly where it was. The per-tag GBT baseline runs
-once per train size. At the end it writes ``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds), ``study.json``, ``study.png`` (ROC-AUC
-and PR-AUC vs train size with the seed spread) and ``jaxtag.analyze scaling``'s report in ``scaling/``.
+once per train size. At the end it writes ``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds),
+``study.json``, ``study.png`` (ROC-AUC and PR-AUC vs train size with the seed spread) and
+``jaxtag.analyze scaling``'s report in ``scaling/``.
 """
 from __future__ import annotations
 
