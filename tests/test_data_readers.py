@@ -141,10 +141,14 @@ def test_config_mistakes_fail_with_the_key_to_set():
   for key, value, match in (("dataset", "mttt", "valid: 'generated'"), ("short_policy", "drop", "pad"),
                             ("dataset", "mtt", "data.annotations"), ("dataset", "manifest", "data.manifest"),
                             ("dataset", "msd", "data.labels")):
-    d = config_lib.base_config().data
-    setattr(d, key, value)
-    with pytest.raises(ValueError, match=match):
-      index.load_songs(d)
+    c = config_lib.base_config()
+    setattr(c.data, key, value)
+    with pytest.raises(ValueError, match=match):   # at start, by the config schema
+      config_lib.validate(c)
+  d = config_lib.base_config().data
+  d.dataset = "mttt"                              # a stored config: the reader dispatch's own guard
+  with pytest.raises(ValueError, match="valid: 'generated'"):
+    index.load_songs(d)
   d = config_lib.base_config().data
   d.dataset, d.annotations, d.mtt_split = "mtt", MTT_CSV, "cleaned"
   with pytest.raises(ValueError, match="pons"):

@@ -17,11 +17,10 @@ def _logged_steps(workdir):
 def test_study_resumes_a_half_finished_cell_and_skips_done_cells(tmp_path):
   from jaxtag.analyze import study
   from jaxtag.training import train
-  module = study.load_config_module(CONFIG)
   overrides = {"data.cache_dir": str(tmp_path / "cache")}
   cell = {"frontend": "spectrogram", "train_size": 8, "seed": 0, "name": "spectrogram-n8-s0"}
   half = os.path.join(tmp_path, "study", "cells", cell["name"])
-  config = study.cell_config(module, study.cell_arg(cell, "tiny,steps=2"), overrides)
+  config = study.cell_config(CONFIG, study.cell_arg(cell, "tiny,steps=2"), overrides)
   train.train_and_evaluate(config, half)          # stopped after 2 of 4 steps: no study_cell.json yet
   assert not os.path.exists(os.path.join(half, study.CELL_DONE))
 
@@ -52,9 +51,9 @@ def test_a_cell_stopped_by_a_signal_is_not_marked_done(tmp_path, monkeypatch):
   import pytest
   from jaxtag.analyze import study
   from jaxtag.training import train
-  module = study.load_config_module(CONFIG)
-  cell = study.cells(module.get_config("tiny").study)[0]
+  cell = study.cells(study.cell_config(CONFIG, "tiny", None).study)[0]
+  config = study.cell_config(CONFIG, study.cell_arg(cell, "tiny"), None)
   monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: {"step": 2, "stopped_by": "SIGTERM"})
   with pytest.raises(study.Interrupted, match="rerun the same command"):
-    study.run_cell(module, cell, str(tmp_path / "cell"), "tiny")
+    study.run_cell(config, cell, str(tmp_path / "cell"))
   assert not os.path.exists(tmp_path / "cell" / study.CELL_DONE)

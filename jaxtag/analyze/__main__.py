@@ -47,13 +47,19 @@ def dispatch(command: str, workdirs: list[str]) -> dict:
   if command == "popularity":
     return popularity.run(workdirs[0], FLAGS.split, FLAGS.top_k, FLAGS.out)
   if command == "probe":
-    return probe.run(workdirs, FLAGS.config, FLAGS.probe_model)
+    return probe.run(workdirs, _config(), FLAGS.probe_model)
   if command == "exclusive":
     return exclusive.run(workdirs, FLAGS.split, FLAGS.pairs, FLAGS.threshold, FLAGS.top_k or 3,
                          FLAGS.min_prevalence, FLAGS.max_pairs, FLAGS.out)
   if FLAGS.config is None or not FLAGS.workdir:
     raise app.UsageError("baseline needs --config and --workdir")
-  return baseline.run(FLAGS.config, FLAGS.workdir, FLAGS.split, FLAGS.max_iter)
+  return baseline.run(_config(), FLAGS.workdir, FLAGS.split, FLAGS.max_iter)
+
+
+def _config():
+  """``--config``, checked against the config schema (baseline and probe read its data set)."""
+  from jaxtag.core import cli
+  return None if FLAGS.config is None else cli.loaded_config(FLAGS)
 
 
 def _summary(command: str, res: dict) -> str:

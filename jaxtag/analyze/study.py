@@ -5,15 +5,16 @@
 ``config.study`` names the front-ends, the train sizes (nested subsets of one train pool, see
 ``data.index.subset_train``) and the seeds; valid and test stay fixed. Every cell (front-end, size, seed)
 is a normal run directory ``WORKDIR/cells/<front-end>-n<size>-s<seed>`` built from the config file's
-``get_config("<front-end>,train_size=N,seed=S")``: training resumes from its newest checkpoint, and a cell
-whose test evaluation is written (``study_cell.json``) is skipped, so rerunning the command after a stop
-picks up exactly where it was. The per-tag GBT baseline runs once per train size. At the end it writes
-``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds), ``study.json``, ``study.png`` (ROC-AUC
-and PR-AUC vs train size with the seed spread) and ``jaxtag.analyze scaling``'s report in ``scaling/``.
+``get_config("<front-end>,train_size=N,seed=S")``, loaded and checked as every command's config is
+(``jaxtag.core.config.load``; every cell's config is checked before the first cell starts): training
+resumes from its newest checkpoint, and a cell whose test evaluation is written (``study_cell.json``) is
+skipped, so rerunning the command after a stop picks up exactly where it was. The per-tag GBT baseline runs
+once per train size. At the end it writes ``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds),
+``study.json``, ``study.png`` (ROC-AUC and PR-AUC vs train size with the seed spread) and
+``jaxtag.analyze scaling``'s report in ``scaling/``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -21,16 +22,9 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from jaxtag.core import choices, config as config_lib
+
 CELL_DONE = "study_cell.json"
-
-
-def load_config_module(path: str):
-  from jaxtag.core import errors
-  errors.require(path, "study config file", "give e.g. --config=configs/study.py")
-  spec = importlib.util.spec_from_file_location(f"_study_config_{abs(hash(path))}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def cells(study) -> list[dict]:
@@ -43,27 +37,14 @@ def cell_arg(cell: dict, extra: str = "") -> str:
   return ",".join(filter(None, [cell["frontend"], f"train_size={cell['train_size']}", f"seed={cell['seed']}", extra]))
 
 
-def cell_config(module, arg: str, overrides: dict | None):
-  """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied."""
-  from jaxtag.core import choices
-  config = module.get_config(arg or None)
-  for key, value in (overrides or {}).items():
-    *parents, leaf = key.split(".")
-    node = config
-    try:
-      for p in parents:
-        node = node[p]
-      node[leaf] = type(node[leaf])(value)
-    except (KeyError, AttributeError, TypeError) as e:
-      raise choices.ConfigError(f"--set={key}={value}: no config key {key!r}") from e
-    except ValueError as e:
-      raise choices.ConfigError(f"--set={key}={value}: not a valid {type(node[leaf]).__name__} ({e})") from e
-  return config
+def cell_config(config_path: str, arg: str, overrides: dict | None):
+  """The config file's ``get_config(arg)`` with dotted ``overrides`` (``{"data.cache_dir": "/tmp/c"}``) applied,
+  checked against the config schema."""
+  return config_lib.load(f"{config_path}:{arg}" if arg else config_path, overrides)
 
 
 def parse_overrides(items) -> dict:
   """``--set KEY=VALUE`` items as a dict; an item without ``=`` is a one-line error."""
-  from jaxtag.core import choices
   bad = [kv for kv in items if "=" not in kv or not kv.split("=", 1)[0].strip()]
   if bad:
     raise choices.ConfigError(f"--set={bad[0]}: give KEY=VALUE, e.g. --set=data.cache_dir=/tmp/c")
@@ -88,13 +69,13 @@ def _once(workdir: str, compute) -> dict:
   return row
 
 
-def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
-  """Trains (or resumes) one cell, evaluates it on the test split, marks it done; returns its test metrics."""
+def run_cell(config, cell: dict, workdir: str) -> dict:
+  """Trains (or resumes) one cell with its ``config``, evaluates it on the test split, marks it done; returns its
+  test metrics."""
   from jaxtag.evaluation import evaluate
   from jaxtag.training import train
 
   def compute():
-    config = cell_config(module, cell_arg(cell, extra), overrides)
     t0 = time.time()
     summary = train.train_and_evaluate(config, workdir)
     if summary.get("stopped_by"):   # SIGTERM/SIGINT: the trainer saved and returned; the cell is not finished
@@ -106,11 +87,10 @@ def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict 
   return _once(workdir, compute)
 
 
-def run_baseline(module, size: int, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
+def run_baseline(config, size: int, workdir: str) -> dict:
   from jaxtag.analyze import baseline
 
   def compute():
-    config = cell_config(module, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
     e = baseline.run(config, workdir, "test")
     return {"frontend": "baseline", "model": "baseline", "train_size": size, "seed": 0,
             "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]), "pr_auc": float(e["pr_auc"]),
@@ -165,29 +145,26 @@ def plot(path: str, agg: list[dict], title: str = "") -> None:
 
 def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
   """Runs every missing cell (and baseline), then writes the table, the figure and the scaling report."""
-  from jaxtag.core import choices
-  module = load_config_module(config_path)
-  try:
-    study = module.get_config(extra or None).study
-  except (ValueError, KeyError, AttributeError) as e:
-    raise choices.ConfigError(f"--config={config_path}{':' + extra if extra else ''}: {e}") from e
+  study = cell_config(config_path, extra, overrides).study
   todo = cells(study)
   if not todo:
     raise choices.ConfigError(f"--config={config_path}: the study has no cells (study.frontends, "
                               "study.train_sizes and study.seeds must each list at least one)")
-  cell_config(module, cell_arg(todo[0], extra), overrides)   # a bad --set fails now, not after the first cell
+  sizes = sorted(set(study.train_sizes)) if study.baseline else []
+  # every cell's config is checked before the first one trains (a mistake in the last cell fails now)
+  configs = [cell_config(config_path, cell_arg(cell, extra), overrides) for cell in todo]
+  baselines = [cell_config(config_path, ",".join(filter(None, [f"train_size={n}", extra])), overrides) for n in sizes]
   rows, t0 = [], time.time()
-  for k, cell in enumerate(todo):
+  for k, (cell, config) in enumerate(zip(todo, configs)):
     cdir = os.path.join(workdir, "cells", cell["name"])
     was_done = os.path.exists(os.path.join(cdir, CELL_DONE))
-    rows.append(run_cell(module, cell, cdir, extra, overrides))
+    rows.append(run_cell(config, cell, cdir))
     if not was_done:
       rate = (time.time() - t0) / (k + 1)
       logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo),
                    rate * (len(todo) - k - 1))
-  if study.baseline:
-    for size in sorted(set(study.train_sizes)):
-      rows.append(run_baseline(module, int(size), os.path.join(workdir, "baseline", f"n{size}"), extra, overrides))
+  for size, config in zip(sizes, baselines):
+    rows.append(run_baseline(config, int(size), os.path.join(workdir, "baseline", f"n{size}")))
   agg = aggregate(rows)
   md = table(agg)
   with open(os.path.join(workdir, "study.md"), "w") as f:
@@ -210,7 +187,6 @@ def main(argv):
   config_path, _, extra = FLAGS.config.partition(":")
   overrides = parse_overrides(FLAGS.set)
   if os.path.isfile(FLAGS.workdir):
-    from jaxtag.core import choices
     raise choices.ConfigError(f"--workdir={FLAGS.workdir} is a file; give a directory (new, or a study to resume)")
   try:
     res = run(config_path, FLAGS.workdir, extra, overrides)
@@ -231,6 +207,6 @@ def define_flags():
 FLAGS = flags.FLAGS
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # grain workers re-import __main__
   from jaxtag.core import cli
   cli.run(main, define_flags, required=("config", "workdir"))

@@ -1,9 +1,9 @@
-"""Every choice a config offers, declared once, and the one check of a config against them.
+"""Every choice a config offers, declared once, and ``ConfigError``, the one class of a user's mistake.
 
 Modules that implement a choice look it up by these names (``step`` by ``LOSSES``, the data layer by
-``DATASETS`` ...), and ``check_fields`` runs once at start (``train``), before any data is generated or read, so a misspelt
-value fails in one line that lists the valid ones. Model names come from the model registry, their one home.
-A leaf module: it imports nothing of jaxtag.
+``DATASETS`` ...); the config schema (``jaxtag.core.config.SCHEMA``) names them as the allowed values of its keys
+and checks every config against them at start. ``MODELS`` are the model registry's names
+(``jaxtag.models.registry``; a test keeps the two equal). A leaf module: it imports nothing of jaxtag.
 """
 from __future__ import annotations
 
@@ -16,38 +16,17 @@ DTYPES = ("float32", "bfloat16")            # compute dtype; parameters stay flo
 LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's private data
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
+MODELS = ("waveform", "spectrogram", "musicnn", "musicnn_vgg", "dieleman", "samplecnn", "samplecnn_multi",
+          "timbre_cnn", "vgg", "crnn")      # the model registry's names (jaxtag/models/registry.py)
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
 
 CHECKPOINTS = ("best", "latest")           # which checkpoint of a run a tool loads, besides a step number
 
 POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binary metrics, prevalence, baselines)
 
-# config key -> its choices
-FIELDS = {
-    "data.dataset": DATASETS,
-    "data.short_policy": SHORT_POLICIES,
-    "data.input_pipeline": INPUT_PIPELINES,
-    "data.mtt_split": MTT_SPLITS,
-    "data.generated_format": AUDIO_FORMATS,
-    "model.dtype": DTYPES,
-    "train.loss": LOSSES,
-    "train.best_metric": BEST_METRICS,
-    "eval.split": SPLITS,
-    "train.trainable": TRAINABLE,
-}
-
 
 class ConfigError(ValueError):
   """A config or data mistake a user can fix: reported in one line, without a traceback."""
-
-
-def _get(config, dotted: str):
-  node = config
-  for part in dotted.split("."):
-    if part not in node:
-      return None
-    node = node[part]
-  return node
 
 
 def check(key: str, value, valid) -> None:
@@ -77,11 +56,3 @@ def flatten(d: dict, prefix: str = "") -> dict:
     else:
       out[f"{prefix}{k}"] = v
   return out
-
-
-def check_fields(config) -> None:
-  """Checks every declared choice that ``config`` sets (the model name is checked by the registry)."""
-  for key, valid in FIELDS.items():
-    value = _get(config, key)
-    if value is not None:
-      check(key, value, valid)

@@ -20,7 +20,7 @@ import sys
 from absl import app, flags
 from ml_collections.config_flags.config_flags import is_config_flag   # not re-exported by the package
 
-from jaxtag.core import choices, errors
+from jaxtag.core import choices, config as config_lib, errors
 
 # What ml_collections raises for a bad override or config file (while absl parses, or on first access).
 _CONFIG_ERRORS = (KeyError, AttributeError, TypeError, ValueError, OSError, flags.Error)
@@ -50,7 +50,8 @@ def _fail(error: BaseException, prefix: str = "", text: str | None = None) -> No
 
 
 def _flag_error(error: flags.Error) -> str:
-  """absl's message, with the fix: a missing required flag, an unknown one (see --help)."""
+  """absl's message, with the fix: a missing required flag, an unknown one (see --help), a config override the
+  schema names."""
   text = str(error)
   missing = re.search(r"Flag --(\w+) must have a value other than None", text)
   if missing:
@@ -60,20 +61,26 @@ def _flag_error(error: flags.Error) -> str:
   lines = [line.strip() for line in text.splitlines() if line.strip()]
   if "Traceback (most recent call last)" in text:   # a config file whose get_config raised: its last line says why
     return f"{lines[0]} {lines[-1]}"
+  described = config_lib.describe_override_error(text)
+  if described:
+    return f"config: {described}"
   return "; ".join(lines)
 
 
 def _parse(argv):
-  """absl's parse, with its errors (and a config file that does not load) as one line instead of absl's
-  two-line ``FATAL Flags parsing error`` and exit status 1."""
+  """absl's parse, with its errors (a config override of an unknown key or the wrong type, a config file that does
+  not load) as one line instead of absl's two-line ``FATAL Flags parsing error`` and exit status 1."""
   try:
+    config_lib.check_overrides(argv[1:])
     args = flags.FLAGS(argv)
+  except choices.ConfigError as e:
+    _fail(e, "config: ")
   except flags.Error as e:
     _fail(e, text=_flag_error(e))
   for name in list(flags.FLAGS):   # a config file loads on first use: load it now, while parsing
     if is_config_flag(flags.FLAGS[name]) and flags.FLAGS[name].value is not None:
       try:
-        loaded_config(flags.FLAGS, name)
+        _touched(flags.FLAGS, name)
       except choices.ConfigError as e:
         _fail(e, text=str(e))
   return args
@@ -93,17 +100,23 @@ class _CheckpointParser(flags.ArgumentParser):
     return "best|latest|step"
 
 
-def loaded_config(FLAGS, name: str = "config"):
-  """``FLAGS.<name>``, loaded: a config file that failed to load is a placeholder raising on first use,
-  so touch it here and report the failure as a ``ConfigError``."""
+def _touched(FLAGS, name: str):
+  """``FLAGS.<name>``, loaded: a config file that failed to load is a placeholder raising on first use, so touch
+  it and report the failure as a ``ConfigError``."""
   try:
     config = getattr(FLAGS, name)
     config.to_dict()
-    return config
   except choices.ConfigError:
     raise
   except _CONFIG_ERRORS as e:
     raise choices.ConfigError(f"config: {one_line(e)}") from e
+  return config
+
+
+def loaded_config(FLAGS, name: str = "config", reads_data: bool = True):
+  """``FLAGS.<name>``, loaded and checked against the config schema (``config_lib.validate``; ``reads_data=False``:
+  a command that never reads the data set, so its paths are not required)."""
+  return config_lib.validate(_touched(FLAGS, name), reads_data)
 
 
 def _main_with_errors(main):

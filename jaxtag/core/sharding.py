@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from jaxtag.core.choices import ConfigError
+
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D mesh over all devices (or ``devices``), axis ``data``; Auto axes so XLA propagates shardings."""
@@ -30,7 +32,7 @@ def local_batch_size(global_batch: int, mesh) -> int:
   """This process's share of a global batch; the global batch must split evenly over all devices."""
   n_dev = mesh.devices.size
   if global_batch % n_dev:
-    raise ValueError(f"global batch {global_batch} does not split over {n_dev} devices; "
+    raise ConfigError(f"global batch {global_batch} does not split over {n_dev} devices; "
                      f"use a multiple of {n_dev} (--config.train.global_batch_size / --config.eval.batch_size)")
   return global_batch // jax.process_count()
 

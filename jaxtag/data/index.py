@@ -17,22 +17,6 @@ from jaxtag.data.songs import Song, SongIndex  # noqa: F401  (the index's row ty
 DATASETS, SHORT_POLICIES = choices.DATASETS, choices.SHORT_POLICIES
 
 
-def validate(data_cfg) -> None:
-  """Fails at start, naming the valid choices or the key to set, instead of deep inside a worker."""
-  choices.check("data.dataset", data_cfg.dataset, DATASETS)
-  choices.check("data.short_policy", data_cfg.short_policy, SHORT_POLICIES)
-  need = {"mtt": ("annotations",), "manifest": ("manifest",)}.get(data_cfg.dataset, ())
-  for key in need:
-    if not getattr(data_cfg, key):
-      raise choices.ConfigError(f"data.dataset={data_cfg.dataset!r} needs --config.data.{key}=PATH")
-  if data_cfg.dataset == "msd" and not any(data_cfg.labels.values()):
-    raise choices.ConfigError("data.dataset='msd' needs --config.data.labels.{train,valid,test}=ids.txt:y.npy or a .tsv")
-  if data_cfg.dataset == "mtt" and data_cfg.mtt_split == "clean" and not data_cfg.split_lists:
-    raise choices.ConfigError("data.mtt_split='clean' needs --config.data.split_lists=DIR (train/valid/test lists)")
-  if data_cfg.chunk_seconds <= 0 or data_cfg.chunks_per_song < 1:
-    raise choices.ConfigError("data.chunk_seconds must be > 0 and data.chunks_per_song >= 1")
-
-
 def read_tags_file(path: str) -> list[str]:
   return [line.strip() for line in epath.Path(path).read_text().splitlines()
           if line.strip() and not line.startswith("#")]
@@ -75,8 +59,10 @@ def from_manifest(path: str, root: str, tags: list[str] | None, graded: bool, us
 
 
 def load_songs(data_cfg) -> SongIndex:
-  """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use)."""
-  validate(data_cfg)
+  """The dataset named by ``data_cfg.dataset`` as a SongIndex (the generated corpus is made on first use). The
+  config schema checks a fresh config's data keys at start (``jaxtag.core.config``); the guard here is the
+  dispatch's own, for configs read back from run directories."""
+  choices.check("data.dataset", data_cfg.dataset, DATASETS)
   tags = None
   if data_cfg.tags_file:
     errors.require(data_cfg.tags_file, "data.tags_file", "give a file of one tag per line, or leave it empty "

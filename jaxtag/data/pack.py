@@ -162,8 +162,10 @@ def main(argv):
   if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
     raise choices.ConfigError(f"--out={FLAGS.out} is a file; give a directory (each split goes to OUT/<split>/)")
   logging.set_verbosity(logging.INFO)
+  from jaxtag.core import cli
+  data_cfg = cli.loaded_config(FLAGS).data   # checked against the config schema before any decoding
   for split in FLAGS.split:
-    meta = pack_config(FLAGS.config.data, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,
+    meta = pack_config(data_cfg, FLAGS.out, split, encoding=FLAGS.encoding, workers=FLAGS.workers,
                        songs_per_shard=FLAGS.songs_per_shard)
     print(json.dumps({"split": split, **{k: v for k, v in meta.items() if k != "shards"},
                       "shards": len(meta["shards"])}))

@@ -49,7 +49,8 @@ def summarize(data_cfg) -> dict:
 
 def main(argv):
   del argv
-  print(json.dumps(summarize(FLAGS.config.data), indent=1))
+  from jaxtag.core import cli
+  print(json.dumps(summarize(cli.loaded_config(FLAGS).data), indent=1))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtag.core import choices
 
 # TF's variance_scaling_initializer() default (He, fan-in, truncated normal), as the authors used.
 HE = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
@@ -30,7 +29,6 @@ class Hyper:
 
   @classmethod
   def from_config(cls, model_cfg) -> "Hyper":
-    choices.check("model.dtype", model_cfg.dtype, choices.DTYPES)
     return cls(float(model_cfg.bn_epsilon), float(model_cfg.bn_momentum), jnp.dtype(model_cfg.dtype))
 
   def bn(self, features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:

@@ -40,7 +40,8 @@ def summarize(config, n_tags: int = 50) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  print(summarize(FLAGS.config, FLAGS.n_tags))
+  from jaxtag.core import cli
+  print(summarize(cli.loaded_config(FLAGS, reads_data=False), FLAGS.n_tags))
 
 
 if __name__ == "__main__":

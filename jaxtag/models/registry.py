@@ -71,11 +71,12 @@ _BUILDERS: dict[str, Callable] = {
     "crnn": lambda m, n, sr, hp, rngs: baselines.CRNN(hp, _mel(m, sr), n, width=m.width, dropout=m.dropout,
                                                       rngs=rngs),
 }
-MODELS = tuple(_BUILDERS)
+MODELS = tuple(_BUILDERS)   # the config schema's model.name choices are choices.MODELS: a test keeps them equal
 
 
 def check_name(name: str) -> None:
-  """Unknown model names raise ``choices.ConfigError`` listing the valid ones (the trainer checks at start)."""
+  """Unknown model names raise ``choices.ConfigError`` listing the valid ones (a fresh config is checked at start
+  by the config schema; this guards models built from a stored run's config)."""
   choices.check("model.name", name, MODELS)
 
 

@@ -25,8 +25,7 @@ import time
 import jax
 from absl import logging
 
-from jaxtag.core.choices import ConfigError
-from jaxtag.core import rundir
+from jaxtag.core import config as config_lib, rundir
 
 INPUT_BOUND = 0.3   # share of the window's wall time spent waiting for data above which the input is the bottleneck
 PHASES = ("data_wait", "step", "host_sync")
@@ -75,18 +74,7 @@ def progress_suffix(scalars: dict) -> str:
   return f"  [{parts}]{warn}"
 
 
-def parse_steps(spec: str) -> tuple[int, int] | None:
-  """``'A:B'`` -> ``(A, B)`` with ``0 <= A < B``; ``''`` -> None. A bad value is a ``ConfigError`` (one line
-  through ``cli.run``)."""
-  if not spec:
-    return None
-  try:
-    a, b = (int(s) for s in str(spec).split(":"))
-  except ValueError:
-    raise ConfigError(f"train.profile_steps must be 'A:B' (two step numbers), got {spec!r}") from None
-  if not 0 <= a < b:
-    raise ConfigError(f"train.profile_steps {spec!r}: need 0 <= A < B")
-  return a, b
+parse_steps = config_lib.parse_step_range   # ``'A:B'`` -> ``(A, B)``; the config schema checks it at start
 
 
 class ProfileHook:

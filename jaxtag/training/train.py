@@ -297,10 +297,7 @@ def _has_checkpoint(workdir: str) -> bool:
 
 
 def _check_config(config) -> None:
-  """Config mistakes fail here, before any data is generated or read, naming the valid choices."""
-  from jaxtag.core import choices
-  from jaxtag.data import index as index_lib
-  from jaxtag.models import registry
-  registry.check_name(config.model.name)
-  choices.check_fields(config)
-  index_lib.validate(config.data)
+  """Config mistakes fail here, before any data is generated or read, naming the key and what it accepts (the
+  schema's one check; ``jaxtag.main`` has run it already, callers of ``train_and_evaluate`` may not have)."""
+  from jaxtag.core import config as config_lib
+  config_lib.validate(config)

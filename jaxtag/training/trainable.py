@@ -108,9 +108,7 @@ def optimizer_for(config):
   paths, so it also works under ``jax.eval_shape`` for restore targets)."""
   from jaxtag.training import step as step_lib
   mode = check_mode(str(config.train.get("trainable", "all")))
-  scale = float(config.train.get("backbone_lr_scale", 1.0))
-  if scale < 0:
-    raise choices.ConfigError(f"train.backbone_lr_scale must be >= 0, got {scale}")
+  scale = float(config.train.get("backbone_lr_scale", 1.0))   # >= 0: the config schema
   if mode == "all" and scale == 1.0:
     return step_lib.optimizer()
   return step_lib.optimizer(lambda params: labels(params, mode), backbone_lr_scale=scale)

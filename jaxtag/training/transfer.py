@@ -61,12 +61,7 @@ def check(config) -> None:
   workdir = str(config.init.workdir)
   if not workdir:
     return
-  try:
-    choices.checkpoint(config.init.checkpoint)
-  except choices.ConfigError as e:
-    raise choices.ConfigError(f"init.checkpoint must be 'best', 'latest' or a step number: {e}") from e
-  trainable.check_mode(str(config.train.trainable))
-  source, _ = source_info(workdir)
+  source, _ = source_info(workdir)   # init.checkpoint and train.trainable: checked by the config schema
   bad = mismatches(config, source)
   if bad:
     flags = " ".join(f"--config.{b.split(':')[0]}={contract(source)[b.split(':')[0]]}" for b in bad)
