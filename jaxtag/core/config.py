@@ -431,6 +431,8 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
   path, _, arg = spec.partition(":")
   try:
     config = _load_module(path).get_config(*([arg] if arg else []))
+  except ConfigError:
+    raise
   except (ValueError, KeyError, AttributeError) as e:   # the file's get_config rejected its argument
     raise ConfigError(f"--config={spec}: {e}") from e
   for name, value in (overrides or {}).items():
