@@ -31,7 +31,7 @@ import jax
 import jax.extend as jex
 import numpy as np
 
-from jaxtag import errors
+from jaxtag.core import errors
 
 OPSET = 17
 IR_VERSION = 8            # the IR of opset 17: loadable by onnxruntime >= 1.12
@@ -207,7 +207,7 @@ def lower_eqn(b: Builder, eqn, ins: list) -> list:
     return [np.asarray(o) for o in out] if eqn.primitive.multiple_results else [np.asarray(out)]
   rule = RULES.get(name)
   if rule is None:
-    raise Unsupported(name, WHY_NOT.get(name, "no ONNX lowering for it in jaxtag.onnx_lowering"))
+    raise Unsupported(name, WHY_NOT.get(name, "no ONNX lowering for it in jaxtag.serving.onnx_lowering"))
   outs = rule(b, eqn, ins)
   return outs if isinstance(outs, list) else [outs]
 
