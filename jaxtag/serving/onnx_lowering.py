@@ -263,7 +263,7 @@ _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tan
           "sign": "Sign", "floor": "Floor", "ceil": "Ceil", "sin": "Sin", "cos": "Cos", "tan": "Tan",
           "asin": "Asin", "acos": "Acos", "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh", "asinh": "Asinh",
           "acosh": "Acosh", "atanh": "Atanh", "erf": "Erf", "not": "Not", "copy": "Identity", "copy_p": "Identity",
-          "sharding_constraint": "Identity", "pvary": "Identity"}
+          "sharding_constraint": "Identity", "pvary": "Identity", "stop_gradient": "Identity"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min", "pow": "Pow",
            "eq": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
            "and": "And", "or": "Or", "xor": "Xor"}
@@ -542,8 +542,9 @@ def _dynamic_slice(b, eqn, ins):
 
 
 def _gather(b, eqn, ins):
-  """Gathers at fixed indices: one slice (what NumPy-style basic indexing traces to under a symbolic batch),
-  or a take along one axis (``x[:, index_array]``)."""
+  """A gather at fixed indices, as what NumPy-style indexing traces to: per indexed axis either one start for
+  every index row (a slice: basic indexing under a symbolic batch) or a take along that axis (``x[:, rows]``),
+  at most one of those, then the collapsed axes squeezed and the axes put in JAX's order."""
   operand, indices = ins
   if not isinstance(indices, np.ndarray):
     raise Unsupported("gather", "indices computed from the input (only fixed indices lower to ONNX)")
@@ -551,38 +552,48 @@ def _gather(b, eqn, ins):
   shape, dtype = _aval(eqn).shape, np.dtype(_out(eqn).dtype)
   if dn.operand_batching_dims:
     raise Unsupported("gather", "with batching dimensions")
-  x = b.name_of(operand, dtype)
   smap, collapsed, offset = tuple(dn.start_index_map), tuple(dn.collapsed_slice_dims), tuple(dn.offset_dims)
-  if indices.ndim == 1:                                              # one slice
-    starts, limits = [0] * len(shape), list(shape)
-    for axis, start in zip(smap, indices.tolist()):
-      start = min(max(int(start), 0), int(shape[axis]) - int(sizes[axis]))
-      starts[axis], limits[axis] = start, start + int(sizes[axis])
-    for axis, (size, full) in enumerate(zip(sizes, shape)):
-      if axis not in smap and not _same_dim(size, full):
-        limits[axis] = size
-    x = _slice_axes(b, x, shape, starts, limits, [1] * len(shape))
-    if collapsed:
-      x = b.op("Squeeze", x, b.ints(collapsed))
-    return Tensor(x, dtype)
-  if (len(smap) == 1 and collapsed == smap and sizes[smap[0]] == 1
-      and all(_same_dim(s, d) for i, (s, d) in enumerate(zip(sizes, shape)) if i != smap[0])):
-    axis = smap[0]
-    idx = np.clip(indices[..., 0].astype(np.int64), 0, int(shape[axis]) - 1)
-    y = b.op("Gather", x, b.const(idx), axis=axis)
-    # ONNX order: operand dims before axis, index dims, operand dims after; JAX puts the operand's (offset)
-    # dims at offset_dims and the index dims in the remaining positions.
-    n_out, n_idx = len(_out(eqn).shape), idx.ndim
-    onnx_labels = [("o", i) for i in range(axis)] + [("i", i) for i in range(n_idx)] + \
-                  [("o", i) for i in range(axis, len(shape) - 1)]
-    it_o, it_i, jax_labels = iter(range(len(shape) - 1)), iter(range(n_idx)), []
-    for pos in range(n_out):
-      jax_labels.append(("o", next(it_o)) if pos in offset else ("i", next(it_i)))
-    perm = [onnx_labels.index(label) for label in jax_labels]
-    if perm != list(range(n_out)):
-      y = b.op("Transpose", y, perm=perm)
-    return Tensor(y, dtype)
-  raise Unsupported("gather", f"of this form (start_index_map={smap}, collapsed={collapsed})")
+  idx = indices.astype(np.int64).reshape(indices.shape[:-1] + (len(smap),))
+  rows = idx.reshape(-1, len(smap))
+  starts, limits, take = [0] * len(shape), list(shape), None
+  for axis, size in enumerate(sizes):
+    if axis not in smap and not _same_dim(size, shape[axis]):
+      limits[axis] = size
+  for k, axis in enumerate(smap):
+    column = rows[:, k]
+    if len(column) and (column != column[0]).any():
+      if take is not None or sizes[axis] != 1 or axis not in collapsed:
+        raise Unsupported("gather", f"of this form (index map {smap}, slice sizes {sizes})")
+      take = (axis, idx[..., k])
+      continue
+    start = int(column[0]) if len(column) else 0
+    if "FILL" in str(eqn.params.get("mode")) and not 0 <= start <= int(shape[axis]) - int(sizes[axis]):
+      raise Unsupported("gather", "an out-of-range index filled with a constant")
+    start = min(max(start, 0), int(shape[axis]) - int(sizes[axis]))          # XLA clamps into range
+    starts[axis], limits[axis] = start, start + int(sizes[axis])
+  x = _slice_axes(b, b.name_of(operand, dtype), shape, starts, limits, [1] * len(shape))
+  labels = [("o", i) for i in range(len(shape))]
+  n_batch = idx.ndim - 1
+  if take is not None:
+    axis, where = take
+    x = b.op("Gather", x, b.const(np.clip(where, 0, int(shape[axis]) - 1)), axis=axis)
+    labels = labels[:axis] + [("i", i) for i in range(n_batch)] + labels[axis + 1:]
+  elif n_batch and any(n != 1 for n in idx.shape[:-1]):
+    raise Unsupported("gather", "the same slice repeated over index rows")
+  else:                         # a batch of one row: its (size-1) axes are added back below
+    x = b.op("Unsqueeze", x, b.ints(list(range(len(shape), len(shape) + n_batch)))) if n_batch else x
+    labels = labels + [("i", i) for i in range(n_batch)]
+  squeeze = [pos for pos, label in enumerate(labels) if label[0] == "o" and label[1] in collapsed]
+  if squeeze:
+    x = b.op("Squeeze", x, b.ints(squeeze))
+    labels = [label for pos, label in enumerate(labels) if pos not in squeeze]
+  kept = iter([label for label in labels if label[0] == "o"])
+  batch = iter([("i", i) for i in range(n_batch)])
+  order = [next(kept) if pos in offset else next(batch) for pos in range(len(labels))]
+  perm = [labels.index(label) for label in order]
+  if perm != list(range(len(perm))):
+    x = b.op("Transpose", x, perm=perm)
+  return Tensor(x, dtype)
 
 
 def _pad(b, eqn, ins):
