@@ -33,8 +33,7 @@ def _random_model(config, n_tags, seed):
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from jaxtag.training import train_state
-  graphdef, state = nnx.split(train_state.abstract_model(config, n_tags))
+  graphdef, state = nnx.split(registry.abstract_model(config, n_tags))
   rng = np.random.default_rng(seed)
   draw = {"mean": lambda n: rng.normal(0, 0.3, n), "var": lambda n: rng.uniform(0.5, 2.0, n),
           "scale": lambda n: rng.uniform(0.5, 1.5, n), "bias": lambda n: rng.normal(0, 0.2, n),

@@ -1,4 +1,4 @@
-"""jaxtag.onnx_lowering on the layers the registry's next models are made of, each against JAX (<= 1e-5):
+"""jaxtag.serving.onnx_lowering on the layers the registry's next models are made of, each against JAX (<= 1e-5):
 self-attention (batched products, softmax), layer norm and GELU, a filterbank computed from a learnable
 parameter (sin/cos/exp folded into constants), average pooling, dilated and grouped convolutions, a residual
 SE block; a dynamic batch axis; a primitive with no lowering fails in one line."""
@@ -12,7 +12,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxtag import errors, onnx_lowering  # noqa: E402
+from jaxtag.core import errors  # noqa: E402
+from jaxtag.serving import onnx_lowering  # noqa: E402
 
 SAMPLES = 1600
 
