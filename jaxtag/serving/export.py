@@ -63,7 +63,7 @@ def build(model, config, tags, c) -> "onnx.ModelProto":  # noqa: F821
     return onnx_lowering.to_onnx(inference_fn(model, config, c), (win["window_samples"],), input_name="waveform",
                                  output_name="probabilities", metadata=metadata)
   except onnx_lowering.Unsupported as e:
-    raise onnx_lowering.Unsupported(e.primitive, f"model {config.model.name!r} cannot export: {e}") from e
+    raise onnx_lowering.Unsupported(e.primitive, e.why, f"model {config.model.name!r} cannot export: ") from None
 
 
 def export(workdir: str, out: str, which="best"):

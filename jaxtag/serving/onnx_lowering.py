@@ -41,9 +41,9 @@ MAX_UNROLL = 4096         # scan steps unrolled at most (each step copies the lo
 class Unsupported(errors.UserError):
   """The function uses a primitive (or a form of one) that has no ONNX lowering here."""
 
-  def __init__(self, primitive: str, why: str):
-    super().__init__(f"cannot lower JAX primitive '{primitive}' to ONNX: {why}")
-    self.primitive = primitive
+  def __init__(self, primitive: str, why: str, context: str = ""):
+    super().__init__(f"{context}cannot lower JAX primitive '{primitive}' to ONNX: {why}")
+    self.primitive, self.why = primitive, why
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +195,6 @@ def lower_eqn(b: Builder, eqn, ins: list) -> list:
   name = eqn.primitive.name
   if name in _CALLS:
     jaxpr, consts = _sub_jaxpr(eqn)
-    n_consts = eqn.params.get("num_consts", 0) if name == "custom_jvp_call" else 0
-    del n_consts   # the consts are ordinary leading arguments of call_jaxpr
     return lower_jaxpr(b, jaxpr, consts, ins)
   known = all(isinstance(v, np.ndarray) for v in ins)
   if known and name not in _NEVER_FOLD and all(_is_static(v.aval.shape) for v in eqn.outvars):
