@@ -78,12 +78,16 @@ class LogMelConfig:
                bool(logmel_cfg.musicnn_compat))
 
 
-def stft_power(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
-  """``(batch, samples)`` -> centred, periodic-Hann power spectrogram ``(batch, frames, n_fft//2+1)``."""
+def stft_power(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
+  """``(batch, samples)`` -> periodic-Hann power spectrogram ``(batch, frames, n_fft//2+1)``: centred (zero
+  padding of ``n_fft // 2`` on both sides), or, with ``centred=False``, of windows whose padding was done
+  outside (``1 + (samples - n_fft) // hop`` frames, the ONNX export's musicnn patches)."""
   wave = wave.astype(jnp.float32)
   half = cfg.n_fft // 2
-  padded = jnp.pad(wave, ((0, 0), (half, half)))
-  frames = num_frames(wave.shape[-1], cfg.hop)
+  if centred:
+    padded, frames = jnp.pad(wave, ((0, 0), (half, half))), num_frames(wave.shape[-1], cfg.hop)
+  else:
+    padded, frames = wave, 1 + (wave.shape[-1] - cfg.n_fft) // cfg.hop
   spec = jnp.fft.rfft(frame(padded, frames, cfg.n_fft, cfg.hop) * _hann(cfg.n_fft), axis=-1)
   return jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
 
@@ -102,10 +106,10 @@ def frame(padded: jax.Array, frames: int, n_fft: int, hop: int) -> jax.Array:
   return padded[:, index]
 
 
-def mel_power(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
+def mel_power(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
   """``(batch, samples)`` -> mel power ``(batch, frames, n_mels)`` float32."""
   fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-  return jnp.einsum("btf,fm->btm", stft_power(wave, cfg), fb, precision=jax.lax.Precision.HIGHEST)
+  return jnp.einsum("btf,fm->btm", stft_power(wave, cfg, centred), fb, precision=jax.lax.Precision.HIGHEST)
 
 
 def log_compress(mel: jax.Array, cfg: LogMelConfig) -> jax.Array:
@@ -116,6 +120,6 @@ def log_compress(mel: jax.Array, cfg: LogMelConfig) -> jax.Array:
   return jnp.log10(cfg.log_scale * mel + 1.0)
 
 
-def logmel(wave: jax.Array, cfg: LogMelConfig) -> jax.Array:
+def logmel(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
   """``(batch, samples)`` float waveform -> ``(batch, frames, n_mels)`` float32 log-mel."""
-  return log_compress(mel_power(wave, cfg), cfg)
+  return log_compress(mel_power(wave, cfg, centred), cfg)
