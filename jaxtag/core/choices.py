@@ -16,6 +16,7 @@ DTYPES = ("float32", "bfloat16")            # compute dtype; parameters stay flo
 LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's private data
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
+LOGMEL_STYLES = ("librosa", "torchaudio")   # log-mel semantics (jaxtag/models/logmel.py): torchaudio = Won et al.'s
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
 
 POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binary metrics, prevalence, baselines)
@@ -28,6 +29,7 @@ FIELDS = {
     "data.mtt_split": MTT_SPLITS,
     "data.generated_format": AUDIO_FORMATS,
     "model.dtype": DTYPES,
+    "model.logmel.style": LOGMEL_STYLES,
     "train.loss": LOSSES,
     "train.best_metric": BEST_METRICS,
     "eval.split": SPLITS,

@@ -96,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
   lm.fmax = 8000.0
   lm.log_scale = 10000.0           # log10(log_scale * x + 1)
   lm.musicnn_compat = False        # float16 rounding of the mel power, as musicnn's preprocessing
+  lm.style = "librosa"             # choices.LOGMEL_STYLES: librosa log10(scale*x+1) | torchaudio HTK mel + dB (Won)
 
   # ---- training ---------------------------------------------------------------------------------
   t = c.train = ml_collections.ConfigDict()
