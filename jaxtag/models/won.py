@@ -38,9 +38,10 @@ def _w(n: float, width: float) -> int:
 
 def max_pool_2d(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
   """Non-overlapping 'valid' max-pool of ``(B, T, F, C)`` over ``(time, freq)`` windows (PyTorch's floor), as a
-  reshape and ``max_over`` (arg-max gradient, no reduce-window)."""
-  pt, pf = pool
+  reshape and ``max_over`` (arg-max gradient, no reduce-window). An axis already shorter than its window (fewer
+  mels than the authors' 128) is pooled whole instead of vanishing."""
   b, t, f, c = x.shape
+  pt, pf = min(pool[0], t), min(pool[1], f)
   nt, nf = t // pt, f // pf
   return max_over(x[:, :nt * pt, :nf * pf].reshape(b, nt, pt, nf, pf, c), (2, 4))
 
