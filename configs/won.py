@@ -34,7 +34,7 @@ jaxtag's log10(10000 x + 1) log-mel and have no input BN):
 ``smoke`` (as every config's): the embedded generated corpus, a quarter of the widths and a short run; inputs
 keep the authors' length up to 5 s (the corpus' clips are 6 s), so ``attention``, ``fcn`` and ``crnn`` see 5 s.
 """
-from configs import common
+from jaxtag.core import config as config_lib
 
 # Won's model_type -> (jaxtag model name, input samples, mels); None: a waveform model
 MODEL_TYPES = {
@@ -59,7 +59,7 @@ def get_config(arg=None):
     raise ValueError(f"choose one model type, not {types}")
   model_type = types[0] if types else "short_res"            # the paper's best model
   name, samples, n_mels = MODEL_TYPES[model_type]
-  args, c = common.new_config(",".join(i for i in items if i not in MODEL_TYPES), f"won_{model_type}", "mtt",
+  args, c = config_lib.new_config(",".join(i for i in items if i not in MODEL_TYPES), f"won_{model_type}", "mtt",
                               "MagnaTagATune", chunk_seconds=samples / 16_000)
   if "model" in args or args.get("waveform") or args.get("spectrogram"):
     raise ValueError(f"configs/won.py takes the authors' model types ({', '.join(MODEL_TYPES)}), "
@@ -83,6 +83,6 @@ def get_config(arg=None):
   t.eval_every = 1000                                         # about one epoch of the clean split at batch 16
   t.checkpoint_every = 1000
   t.steps = 200 * 1000                                        # the authors' 200 epochs
-  common.apply_args(c, args, default_frontend="spectrogram")
+  config_lib.apply_args(c, args, default_frontend="spectrogram")
   c.data.chunk_seconds = (min(samples, SMOKE_MAX_SAMPLES) if args.get("smoke") else samples) / c.data.sample_rate
   return c

@@ -10,9 +10,11 @@ import pytest
 from flax import nnx
 
 from configs import won as won_config
-from jaxtag import step as step_lib
-from jaxtag import trainable
-from jaxtag.models import build_model, count_params, won
+from jaxtag.models import won
+from jaxtag.models.layers import count_params
+from jaxtag.models.registry import build_model
+from jaxtag.training import step as step_lib
+from jaxtag.training import trainable
 from jaxtag.models.logmel import LogMelConfig, logmel, mel_filterbank
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
