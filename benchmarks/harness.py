@@ -11,7 +11,7 @@ import os
 import statistics
 import time
 
-from configs import msd, mtt, private_100k, smoke
+from configs import msd, mtt, private_100k, smoke, won
 from jaxtag.data import tuning
 
 # name -> config getter; the MTT models are the paper's best (spectrogram k=8, waveform x4), fed by the
@@ -31,7 +31,10 @@ MODELS = {
     # private-style: 15-s chunks, 9-layer waveform x1 / spectrogram k16, MSE on graded targets
     "private_waveform": lambda: _on_generated(private_100k.get_config("waveform")),
     "private_spectrogram": lambda: _on_generated(private_100k.get_config("spectrogram")),
+    # Won et al. 2020 at full size and the authors' input lengths (configs/won.py), by their model_type names
+    **{f"won_{t}": (lambda t=t: _won(t)) for t in won.NEW_MODELS},
 }
+WON_MODELS = tuple(f"won_{t}" for t in won.NEW_MODELS)
 PEER_MODELS = ("spec-k8-f64-u200", "spec-k8-f512-u500", "spec-k16-f512-u500", "wave-x1-f512-u500",
                "wave-x2-f64-u200", "wave-x4-f512-u500")
 # Peak dense FLOP/s by (device kind substring, dtype), for utilisation; CPUs have no published figure here.
@@ -41,6 +44,13 @@ PEAK_FLOPS = {("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
 
 def _on_generated(c):
   c.data.dataset, c.data.generated_n, c.data.generated_clip_seconds = "generated", 240, 8.0
+  return c
+
+
+def _won(model_type: str):
+  """Won's model on the generated corpus, its clips long enough for the model's input (CNNSA: 15 s)."""
+  c = _on_generated(won.get_config(model_type))
+  c.data.generated_clip_seconds = max(8.0, c.data.chunk_seconds + 1.0)
   return c
 
 

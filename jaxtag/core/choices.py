@@ -16,8 +16,10 @@ DTYPES = ("float32", "bfloat16")            # compute dtype; parameters stay flo
 LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's private data
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
+LOGMEL_STYLES = ("librosa", "torchaudio")   # log-mel semantics (jaxtag/models/logmel.py): torchaudio = Won et al.'s
 MODELS = ("waveform", "spectrogram", "musicnn", "musicnn_vgg", "dieleman", "samplecnn", "samplecnn_multi",
-          "timbre_cnn", "vgg", "crnn")      # the model registry's names (jaxtag/models/registry.py)
+          "timbre_cnn", "vgg", "crnn", "short_chunk_cnn", "short_chunk_resnet", "harmonic_cnn", "samplecnn_se",
+          "cnnsa")                           # the model registry's names (jaxtag/models/registry.py)
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
 
 CHECKPOINTS = ("best", "latest")           # which checkpoint of a run a tool loads, besides a step number

@@ -215,6 +215,8 @@ SCHEMA: tuple[Key, ...] = (
   Key("model.logmel.fmax", 8000.0, "highest mel frequency (Hz)", gt=0),
   Key("model.logmel.log_scale", 10000.0, "log compression log10(log_scale * x + 1)", gt=0),
   Key("model.logmel.musicnn_compat", False, "float16 rounding of the mel power, as musicnn's preprocessing"),
+  Key("model.logmel.style", "librosa", "log-mel semantics: librosa log10(scale*x+1), or torchaudio (HTK mel, "
+      "reflect centring, power to dB: Won et al.'s models)", choices=choices.LOGMEL_STYLES),
 
   # ---- training ----------------------------------------------------------------------------------------------
   Key("train.global_batch_size", 32, "examples per step over all devices (a multiple of the device count)", ge=1),

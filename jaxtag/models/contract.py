@@ -110,8 +110,12 @@ def musicnn_hop_frames(overlap_seconds: float, sample_rate: int = 16000, n_fft: 
 
 def _logmel_params(model_cfg) -> dict:
   lm = model_cfg.logmel
-  return {"n_fft": int(lm.n_fft), "hop": int(lm.hop), "n_mels": int(lm.n_mels), "fmin": float(lm.fmin),
-          "fmax": float(lm.fmax), "log_scale": float(lm.log_scale), "float16_rounding": bool(lm.musicnn_compat)}
+  out = {"n_fft": int(lm.n_fft), "hop": int(lm.hop), "n_mels": int(lm.n_mels), "fmin": float(lm.fmin),
+         "fmax": float(lm.fmax), "log_scale": float(lm.log_scale), "float16_rounding": bool(lm.musicnn_compat)}
+  style = str(lm.get("style", "librosa"))
+  if style != "librosa":      # recorded only when not the default, so the contracts of existing runs stay equal
+    out["style"] = style
+  return out
 
 
 def pipeline_of(config) -> str:
@@ -130,7 +134,7 @@ def from_config(config, overlap_seconds: float = 0.0) -> Contract:
   choices.check("data.input_pipeline", kind, KINDS)
   sr = int(config.data.sample_rate)
   chunk = int(round(float(config.data.chunk_seconds) * sr))
-  spectral = str(config.model.name) not in ("waveform", "samplecnn", "samplecnn_multi")
+  spectral = str(config.model.name) not in ("waveform", "samplecnn", "samplecnn_multi", "samplecnn_se")
   logmel = _logmel_params(config.model) if spectral else None
   if kind == "chunks":
     if overlap_seconds:

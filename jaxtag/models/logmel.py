@@ -5,6 +5,11 @@
 window, power 2, Slaney mel scale with Slaney area normalisation; then ``log10(scale * x + 1)``.
 The filterbank is a NumPy constant built from static config, so the module has no state and jit folds
 it in; its matmul runs at HIGHEST precision so TPU/GPU do not round the mel power to bfloat16.
+
+``style='torchaudio'`` is instead ``torchaudio.transforms.MelSpectrogram`` followed by ``AmplitudeToDB()`` with
+their defaults, the front-end of Won et al.'s PyTorch models: centred frames with *reflect* padding, periodic
+Hann, power 2, HTK mel scale without area normalisation, then ``10 * log10(max(x, 1e-10))`` (power to dB,
+reference 1, no ``top_db`` clipping); ``log_scale`` and ``musicnn_compat`` do not apply to it.
 """
 from __future__ import annotations
 
@@ -15,8 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtag.core import choices
+
 _F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
 _MIN_LOG_MEL, _LOGSTEP = _MIN_LOG_HZ / _F_SP, np.log(6.4) / 27.0
+STYLES = choices.LOGMEL_STYLES          # see the module docstring
+DB_AMIN = 1e-10                        # AmplitudeToDB's floor on the power
 
 
 def hz_to_mel(f):
@@ -31,17 +40,30 @@ def mel_to_hz(m):
   return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
 
+def hz_to_mel_htk(f):
+  """HTK mel scale (librosa ``htk=True``, torchaudio's default): ``2595 log10(1 + f / 700)``."""
+  return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz_htk(m):
+  return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
 @functools.lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-  """``(n_fft // 2 + 1, n_mels)`` float32 Slaney filterbank with area normalisation (librosa's default)."""
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+                   style: str = "librosa") -> np.ndarray:
+  """``(n_fft // 2 + 1, n_mels)`` float32 filterbank: Slaney scale with area normalisation (librosa's default),
+  or for ``style='torchaudio'`` HTK scale without normalisation (torchaudio's ``melscale_fbanks`` default)."""
+  to_mel, to_hz = (hz_to_mel_htk, mel_to_hz_htk) if style == "torchaudio" else (hz_to_mel, mel_to_hz)
   fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-  edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+  edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
   widths = np.diff(edges)
   ramps = edges[:, None] - fft_freqs[None, :]
   rising = -ramps[:-2] / widths[:-1, None]
   falling = ramps[2:] / widths[1:, None]
   weights = np.maximum(0.0, np.minimum(rising, falling))
-  weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+  if style != "torchaudio":
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
   weights = weights.astype(np.float32).T
   weights.setflags(write=False)
   return weights
@@ -70,22 +92,27 @@ class LogMelConfig:
   fmax: float = 8000.0
   log_scale: float = 10000.0
   musicnn_compat: bool = False
+  style: str = "librosa"
 
   @classmethod
   def from_config(cls, logmel_cfg, sample_rate: int) -> "LogMelConfig":
+    style = str(logmel_cfg.get("style", "librosa"))          # runs written before the key: librosa
+    choices.check("model.logmel.style", style, STYLES)
     return cls(int(sample_rate), int(logmel_cfg.n_fft), int(logmel_cfg.hop), int(logmel_cfg.n_mels),
                float(logmel_cfg.fmin), float(logmel_cfg.fmax), float(logmel_cfg.log_scale),
-               bool(logmel_cfg.musicnn_compat))
+               bool(logmel_cfg.musicnn_compat), style)
 
 
 def stft_power(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
-  """``(batch, samples)`` -> periodic-Hann power spectrogram ``(batch, frames, n_fft//2+1)``: centred (zero
-  padding of ``n_fft // 2`` on both sides), or, with ``centred=False``, of windows whose padding was done
-  outside (``1 + (samples - n_fft) // hop`` frames, the ONNX export's musicnn patches)."""
+  """``(batch, samples)`` -> periodic-Hann power spectrogram ``(batch, frames, n_fft//2+1)``: centred (padding
+  of ``n_fft // 2`` on both sides, with zeros as librosa >= 0.9 or by reflection with ``style='torchaudio'``),
+  or, with ``centred=False``, of windows whose padding was done outside (``1 + (samples - n_fft) // hop``
+  frames, the ONNX export's musicnn patches)."""
   wave = wave.astype(jnp.float32)
   half = cfg.n_fft // 2
   if centred:
-    padded, frames = jnp.pad(wave, ((0, 0), (half, half))), num_frames(wave.shape[-1], cfg.hop)
+    mode = "reflect" if cfg.style == "torchaudio" else "constant"
+    padded, frames = jnp.pad(wave, ((0, 0), (half, half)), mode=mode), num_frames(wave.shape[-1], cfg.hop)
   else:
     padded, frames = wave, 1 + (wave.shape[-1] - cfg.n_fft) // cfg.hop
   spec = jnp.fft.rfft(frame(padded, frames, cfg.n_fft, cfg.hop) * _hann(cfg.n_fft), axis=-1)
@@ -108,13 +135,21 @@ def frame(padded: jax.Array, frames: int, n_fft: int, hop: int) -> jax.Array:
 
 def mel_power(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
   """``(batch, samples)`` -> mel power ``(batch, frames, n_mels)`` float32."""
-  fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+  fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax, cfg.style)
   return jnp.einsum("btf,fm->btm", stft_power(wave, cfg, centred), fb, precision=jax.lax.Precision.HIGHEST)
+
+
+def power_to_db(power: jax.Array) -> jax.Array:
+  """``AmplitudeToDB()`` on a power spectrogram: ``10 log10(max(x, 1e-10))`` (reference 1, no top_db)."""
+  return 10.0 * jnp.log10(jnp.maximum(power, DB_AMIN))
 
 
 def log_compress(mel: jax.Array, cfg: LogMelConfig) -> jax.Array:
   """``log10(scale * x + 1)``; with ``musicnn_compat`` the power is first rounded to float16 and back,
-  as musicnn's ``.astype(np.float16)`` does (tiny powers flush to 0, large ones lose mantissa)."""
+  as musicnn's ``.astype(np.float16)`` does (tiny powers flush to 0, large ones lose mantissa).
+  ``style='torchaudio'``: ``power_to_db``."""
+  if cfg.style == "torchaudio":
+    return power_to_db(mel)
   if cfg.musicnn_compat:
     mel = mel.astype(jnp.float16).astype(jnp.float32)
   return jnp.log10(cfg.log_scale * mel + 1.0)

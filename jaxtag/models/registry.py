@@ -10,7 +10,7 @@ from typing import Callable
 from flax import nnx
 
 from jaxtag.core import choices
-from jaxtag.models import baselines
+from jaxtag.models import baselines, won
 from jaxtag.models.backend import Backend
 from jaxtag.models.layers import Hyper
 from jaxtag.models.logmel import LogMelConfig
@@ -70,6 +70,15 @@ _BUILDERS: dict[str, Callable] = {
                                                     rngs=rngs),
     "crnn": lambda m, n, sr, hp, rngs: baselines.CRNN(hp, _mel(m, sr), n, width=m.width, dropout=m.dropout,
                                                       rngs=rngs),
+    # Won et al. 2020 (jaxtag/models/won.py; configs/won.py takes the authors' model_type names)
+    "short_chunk_cnn": lambda m, n, sr, hp, rngs: won.ShortChunkCNN(hp, _mel(m, sr), n, width=m.width,
+                                                                    dropout=m.dropout, rngs=rngs),
+    "short_chunk_resnet": lambda m, n, sr, hp, rngs: won.ShortChunkResNet(hp, _mel(m, sr), n, width=m.width,
+                                                                          dropout=m.dropout, rngs=rngs),
+    "harmonic_cnn": lambda m, n, sr, hp, rngs: won.HarmonicCNN(hp, _mel(m, sr), n, width=m.width,
+                                                               dropout=m.dropout, rngs=rngs),
+    "samplecnn_se": lambda m, n, sr, hp, rngs: won.SampleCNNSE(hp, n, width=m.width, dropout=m.dropout, rngs=rngs),
+    "cnnsa": lambda m, n, sr, hp, rngs: won.CNNSA(hp, _mel(m, sr), n, width=m.width, dropout=m.dropout, rngs=rngs),
 }
 MODELS = tuple(_BUILDERS)   # the config schema's model.name choices are choices.MODELS: a test keeps them equal
 
