@@ -127,7 +127,7 @@ def test_model_choices_are_the_registry():
 
 
 # every config file in configs/ (those with get_config), with the paths its data set needs
-PATHS = {"mtt": {"data.annotations": "a.csv"}, "msd": {"data.labels.train": "ids.txt:y.npy"},
+PATHS = {"mtt": {"data.annotations": "a.csv", "data.split_lists": "lists"}, "msd": {"data.labels.train": "ids.txt:y.npy"},
          "manifest": {"data.manifest": "m.jsonl"}}
 FILES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
                if f.endswith(".py") and "def get_config" in open(os.path.join(ROOT, "configs", f)).read())
@@ -136,8 +136,11 @@ FILES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
 @pytest.mark.parametrize("name", FILES)
 def test_every_config_file_validates(name):
   from jaxtag.core import config as config_lib
-  args = {"study": ["tiny", "paper", "waveform,train_size=120,seed=1"], "finetune": ["head", "top"]}.get(name, [])
-  for arg in [None, "waveform", "smoke", *args]:
+  won_types = importlib.import_module("configs.won").MODEL_TYPES
+  args = {"study": [None, "waveform", "smoke", "tiny", "paper", "waveform,train_size=120,seed=1"],
+          "finetune": [None, "waveform", "smoke", "head", "top"],
+          "won": [None, "smoke", *won_types, *(f"{t},smoke" for t in won_types)]}.get(name, [None, "waveform", "smoke"])
+  for arg in args:
     c = importlib.import_module(f"configs.{name}").get_config(arg)
     config_lib.validate(c, reads_data=False)        # the parameter table: no data paths needed
     if c.data.dataset in PATHS:
