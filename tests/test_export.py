@@ -38,7 +38,8 @@ def _random_model(config, n_tags, seed):
   rng = np.random.default_rng(seed)
   draw = {"mean": lambda n: rng.normal(0, 0.3, n), "var": lambda n: rng.uniform(0.5, 2.0, n),
           "scale": lambda n: rng.uniform(0.5, 1.5, n), "bias": lambda n: rng.normal(0, 0.2, n),
-          "kernel": lambda n: rng.normal(0, 1, n) * np.sqrt(2 / max(1, int(np.prod(n[:-1]))))}
+          "kernel": lambda n: rng.normal(0, 1, n) * np.sqrt(2 / max(1, int(np.prod(n[:-1])))),
+          "q": lambda n: rng.uniform(0.8, 1.2, n)}       # the harmonic filterbank's bandwidth divisor (init 1)
 
   def fill(path, leaf):
     if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):

@@ -351,6 +351,13 @@ def _expm1(b, eqn, ins):
   return Tensor(b.op("Sub", b.op("Exp", b.name_of(ins[0], dtype)), b.const(1, dtype)), dtype)
 
 
+def _erfc(b, eqn, ins):
+  """1 - erf(x) (exact GELU's form in JAX); ONNX has Erf only. Loses relative precision only where erfc is
+  tiny (x > ~3), where the GELU it feeds multiplies it by x/2 and adds x."""
+  dtype = np.dtype(_aval(eqn).dtype)
+  return Tensor(b.op("Sub", b.const(1, dtype), b.op("Erf", b.name_of(ins[0], dtype))), dtype)
+
+
 def _exp2(b, eqn, ins):
   dtype = np.dtype(_aval(eqn).dtype)
   return Tensor(b.op("Pow", b.const(2, dtype), b.name_of(ins[0], dtype)), dtype)
@@ -836,7 +843,7 @@ WHY_NOT = {
 RULES: dict[str, Callable] = {
     **{name: _unary(name) for name in _UNARY}, **{name: _binary(name) for name in _BINARY},
     "ne": _ne, "rem": _rem, "square": _square, "integer_pow": _integer_pow, "rsqrt": _rsqrt, "log1p": _log1p,
-    "expm1": _expm1, "exp2": _exp2, "abs": _abs, "round": _round, "is_finite": _is_finite,
+    "expm1": _expm1, "erfc": _erfc, "exp2": _exp2, "abs": _abs, "round": _round, "is_finite": _is_finite,
     "select_n": _select_n, "clamp": _clamp, "convert_element_type": _convert,
     "reduce_precision": _reduce_precision,
     "reduce_sum": _reduce("ReduceSum"), "reduce_max": _reduce("ReduceMax"), "reduce_min": _reduce("ReduceMin"),
