@@ -87,6 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.bn_epsilon = 1e-3              # TF defaults, as the authors trained
   m.bn_momentum = 0.99
   m.dtype = "float32"              # choices.DTYPES: compute dtype (parameters stay float32)
+  m.kernels = "auto"               # choices.KERNELS: fused CPU rewrites | plain forms; auto: fused on CPU only
   m.width = 1.0                    # width multiplier for baselines (tests shrink it)
   lm = m.logmel = ml_collections.ConfigDict()
   lm.n_fft = 512
