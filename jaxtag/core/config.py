@@ -132,8 +132,8 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-# The large-batch rule (docs/scale.md): Adam's learning rate grows with the square root of the global batch from
-# the authors' 1e-3 at 32, and any batch above 32 warms up linearly over the first WARMUP_CHUNKS training chunks.
+# The large-batch rule (docs/guide/at_scale.md): Adam's learning rate grows with the square root of the global
+# batch from the authors' 1e-3 at 32, and any batch above 32 warms up linearly over the first WARMUP_CHUNKS chunks.
 REFERENCE_BATCH, REFERENCE_LR = 32, 1e-3
 WARMUP_CHUNKS = 512_000            # 1,000 steps at B = 512, 2,000 at 256
 
