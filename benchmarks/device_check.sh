@@ -62,7 +62,10 @@ if (( ! dry )); then
   fi
 fi
 
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)"
+commit=unknown
+if git rev-parse --short HEAD >/dev/null 2>&1; then   # "+": the tree differs from that commit
+  commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo +)"
+fi
 flags=(--out "$out" --work "$work" --commit "$commit")
 (( dry )) && flags+=(--dry_run)
 shares_left=100
