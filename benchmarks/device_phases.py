@@ -120,7 +120,7 @@ def matmul(a, rows: Rows) -> None:
           z = f(x, y)
         jax.block_until_ready(z)
         best = min(best, (time.perf_counter() - t0) / reps)
-      rows({"dtype": dtype, "n": n, "ms": round(1e3 * best, 3), "tflop_per_s": round(2 * n ** 3 / best / 1e12, 2)})
+      rows({"dtype": dtype, "n": n, "ms": round(1e3 * best, 3), "tflop_per_s": float(f"{2 * n ** 3 / best / 1e12:.4g}")})
 
 
 # ---- 3 step-only throughput and MFU --------------------------------------------------------------------------------
