@@ -199,7 +199,8 @@ def _best_batch(out: str, model: str, default: int) -> int:
 
 def smoke(a, rows: Rows) -> None:
   from configs import smoke as smoke_cfg
-  from jaxtag import evaluate, train
+  from jaxtag.evaluation import evaluate
+  from jaxtag.training import train
   c = smoke_cfg.get_config()
   # the numpy-generated corpus (the rendered one needs the [render] extra, which the device image lacks)
   c.data.dataset, c.data.dataset_title, c.data.cache_dir = "generated", "jaxtag generated corpus", \

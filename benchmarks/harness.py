@@ -41,7 +41,7 @@ PEAK_FLOPS = {("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
 
 
 def _tiny():
-  from configs import common
+  from jaxtag.core import config as common
   c = common.apply_smoke(common.base_config())   # 1.5-s chunks: the 7-layer waveform front-end's 10 frames
   c.data.generated_n, c.data.generated_clip_seconds = 24, 3.0
   c.model.name, c.model.waveform_scale, c.model.backend_filters, c.model.backend_units = "waveform", 0.125, 16, 16

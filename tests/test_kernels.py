@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import common
-from jaxtag import choices
+from jaxtag.core import config as common
+from jaxtag.core import choices
 from jaxtag.models import build_model
 from jaxtag.models.layers import Hyper, max_over, max_pool_time, resolve_kernels
 
