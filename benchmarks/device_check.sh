@@ -23,6 +23,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then dry=1; shift; fi
 out="${1:-${OUT:-benchmarks/results/device}}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
+rm -f "$out/rows.jsonl" "$out/summary.md" "$out/summary.json"   # each call is one whole check
 python="${PYTHON:-python3}"
 wheels="${WHEELS:-.whl}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/jaxtag-device.XXXXXX")"

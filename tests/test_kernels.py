@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxtag.core import config as common
 from jaxtag.core import choices
-from jaxtag.models import build_model
+from jaxtag.models.registry import build_model
 from jaxtag.models.layers import Hyper, max_over, max_pool_time, resolve_kernels
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
