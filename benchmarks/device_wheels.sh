@@ -7,8 +7,8 @@
 #     and their own needs it lacks too (cffi and pycparser for soundfile, portpicker for grain);
 #   - jaxtag's tested versions of flax, optax and orbax-checkpoint, in case the machine's differ.
 # Never jax, jaxlib, the CUDA plugin or numpy: those must stay the machine's own (its driver's CUDA).
-# The versions are those this project's tests run with, each inside pyproject.toml's range
-# (tests/test_device_check.py checks both, and that every listed wheel's needs are met, without downloading).
+# The versions are those this project's development environment runs, each inside pyproject.toml's range
+# (tests/test_device_check.py checks the ranges, and that every listed wheel's needs are met, without downloading).
 #
 # Usage: benchmarks/device_wheels.sh [DIR]     (default DIR=.whl, ignored by git: pass it in the device call's carry)
 #        benchmarks/device_wheels.sh --list    (print the requirement specs, one a line, and download nothing)

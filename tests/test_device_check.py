@@ -1,6 +1,6 @@
 """The GPU check, so it cannot rot between loans: its CPU dry run writes every phase's rows, summary.md and
-summary.json; its wheelhouse (listed, never downloaded here) holds what the device image lacks, at the versions
-the tests run with, inside pyproject's ranges, and fits the 64 MiB that travels with the tree."""
+summary.json; its wheelhouse (listed, never downloaded here) holds what the device image lacks, one version of each
+inside pyproject's ranges, with their own needs, and fits the 64 MiB that travels with the tree."""
 import importlib.metadata as md
 import json
 import os
@@ -35,14 +35,14 @@ def wheel_specs() -> dict[str, str]:
   return specs
 
 
-def test_wheelhouse_lists_what_the_image_lacks_at_the_tested_versions():
+def test_wheelhouse_lists_what_the_image_lacks_inside_pyproject_ranges():
   specs = wheel_specs()
   assert MUST <= set(specs)
   assert not {n for n in specs if n in ("jax", "jaxlib", "numpy") or n.startswith(("jax-cuda", "nvidia-"))}
   with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
     pins = {canonicalize_name(r.name): r.specifier for r in map(Requirement, tomllib.load(f)["project"]["dependencies"])}
   for name, version in specs.items():
-    assert md.version(name) == version, f"{name}: the tests run with {md.version(name)}, the wheelhouse has {version}"
+    md.version(name)   # installed here too (a requirement of jaxtag's own), so its needs can be read below
     if name in pins:
       assert version in pins[name], f"{name}=={version} is outside pyproject's {pins[name]}"
 
