@@ -31,21 +31,24 @@ flags.DEFINE_string("json_out", "benchmarks/results/end_to_end.jsonl", "Append r
 FLAGS = flags.FLAGS
 
 
-def bench(name: str, source: str, pack_dir: str) -> dict:
-  c = harness.model_config(name, dtype=FLAGS.dtype, batch=FLAGS.batch)
+def bench(name: str, source: str, pack_dir: str, *, dtype: str = "float32", batch: int = 0, windows: int = 4,
+          window_steps: int = 5, cache_dir: str = "", **config) -> dict:
+  """One row: ``name`` trained from ``source`` (``files`` | ``packed``, packs made in ``pack_dir`` if missing);
+  ``config``: more ``harness.model_config`` options (e.g. ``kernels``)."""
+  c = harness.model_config(name, dtype=dtype, batch=batch, cache_dir=cache_dir, **config)
   if source == "packed":
     if not packed.is_packed(pack_dir, "train"):
       pack.pack_config(c.data, pack_dir, "train")
     c.data.packed_dir = pack_dir
-  k = FLAGS.window_steps
-  c.train.update(steps=(FLAGS.windows + 1) * k, log_every=k, metrics_every=k, eval_every=10**9,
+  k = window_steps
+  c.train.update(steps=(windows + 1) * k, log_every=k, metrics_every=k, eval_every=10**9,
                  checkpoint_every=10**9)
   c.eval.max_songs = 2
   with tempfile.TemporaryDirectory() as workdir:
     train.train_and_evaluate(c, workdir)
     records = [r for r in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "chunks_per_s" in r]
   rates = [r["chunks_per_s"] for r in records if r["step"] > k]
-  return {"model": name, "source": source, "dtype": FLAGS.dtype, "batch": c.train.global_batch_size,
+  return {"model": name, "source": source, "dtype": dtype, "batch": c.train.global_batch_size,
           "chunk_s": c.data.chunk_seconds, "steps_timed": len(rates) * k, "chunks_per_s": round(harness.median(rates), 1),
           "min": round(min(rates), 1), "max": round(max(rates), 1)}
 
@@ -58,7 +61,8 @@ def main(argv):
     pack_dir = FLAGS.pack_dir or tmp
     for name in FLAGS.models:
       for source in FLAGS.sources:
-        rows.append(bench(name, source, pack_dir))
+        rows.append(bench(name, source, pack_dir, dtype=FLAGS.dtype, batch=FLAGS.batch, windows=FLAGS.windows,
+                          window_steps=FLAGS.window_steps))
         print(rows[-1], flush=True)
   harness.report("end_to_end", rows, ["model", "source", "dtype", "batch", "chunk_s", "steps_timed",
                                       "chunks_per_s", "min", "max"], FLAGS.json_out,

@@ -18,6 +18,7 @@ from jaxtag.data import tuning
 # generated corpus so no dataset is needed (the rates depend on chunk length and batch, not on the music).
 MODELS = {
     "smoke": lambda: smoke.get_config(),
+    "tiny": lambda: _tiny(),   # for dry runs of the benchmark scripts: compiles in seconds on a CPU
     "mtt_spectrogram": lambda: _on_generated(mtt.get_config("spectrogram")),
     "mtt_waveform": lambda: _on_generated(mtt.get_config("waveform")),
     "msd_spectrogram": lambda: _on_generated(msd.get_config("spectrogram")),
@@ -42,6 +43,16 @@ PEAK_FLOPS = {("H100", "bfloat16"): 989e12, ("H100", "float32"): 67e12,
               ("H200", "bfloat16"): 989e12, ("H200", "float32"): 67e12}
 
 
+def _tiny():
+  from jaxtag.core import config as common
+  c = common.apply_smoke(common.base_config())   # 1.5-s chunks: the 7-layer waveform front-end's 10 frames
+  c.data.generated_n, c.data.generated_clip_seconds = 24, 3.0
+  c.model.name, c.model.waveform_scale, c.model.backend_filters, c.model.backend_units = "waveform", 0.125, 16, 16
+  c.train.global_batch_size, c.eval.batch_size, c.eval.max_songs = 4, 16, 4
+  c.data.num_workers, c.data.read_threads = 0, 1   # no worker processes to start
+  return c
+
+
 def _on_generated(c):
   c.data.dataset, c.data.generated_n, c.data.generated_clip_seconds = "generated", 240, 8.0
   return c
@@ -54,11 +65,11 @@ def _won(model_type: str):
   return c
 
 
-def model_config(name: str, *, dtype: str = "float32", batch: int = 0, cache_dir: str = ""):
+def model_config(name: str, *, dtype: str = "float32", batch: int = 0, cache_dir: str = "", kernels: str = "auto"):
   if name not in MODELS:
     raise ValueError(f"unknown benchmark model {name!r}; valid: {list(MODELS)}")
   c = MODELS[name]()
-  c.model.dtype = dtype
+  c.model.dtype, c.model.kernels = dtype, kernels
   if batch:
     c.train.global_batch_size = batch
   c.data.cache_dir = cache_dir

@@ -34,15 +34,18 @@ flags.DEFINE_string("json_out", "benchmarks/results/train_step.jsonl", "Append r
 FLAGS = flags.FLAGS
 
 
-def bench(name: str, dtype: str, batch: int = 0) -> dict:
-  c = harness.model_config(name, dtype=dtype, batch=batch or FLAGS.batch)
+def bench(name: str, dtype: str, batch: int = 0, *, steps: int = 5, repeats: int = 3, n_tags: int = 50,
+          kernels: str = "auto", peak: float | None = None) -> dict:
+  """One row: the step of ``name`` at global ``batch`` (0 = the config's) in ``dtype``; ``utilisation`` is
+  FLOP/s over ``peak`` (default: the published peak of the device kind, if known)."""
+  c = harness.model_config(name, dtype=dtype, batch=batch, kernels=kernels)
   mesh = sharding.make_mesh()
   batch_size, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
   tx = step_lib.optimizer()
-  graphdef, state = train_state.create(c, FLAGS.n_tags, mesh, tx=tx)
+  graphdef, state = train_state.create(c, n_tags, mesh, tx=tx)
   rng = np.random.default_rng(0)
   batch = jax.device_put({"audio": (0.3 * rng.standard_normal((batch_size, n))).astype(np.float32),
-                          "targets": (rng.random((batch_size, FLAGS.n_tags)) < 0.1).astype(np.float32)},
+                          "targets": (rng.random((batch_size, n_tags)) < 0.1).astype(np.float32)},
                          sharding.data_sharded(mesh))
   train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=c.train.loss, l2=float(c.train.l2))
   lr = np.float32(1e-4)
@@ -55,37 +58,41 @@ def bench(name: str, dtype: str, batch: int = 0) -> dict:
 
   def run():
     s = holder["state"]
-    for _ in range(FLAGS.steps):
-      s, _ = train_step(s, batch, lr)
+    for _ in range(steps):
+      s, _ = compiled(s, batch, lr)   # the executable compiled above (calling the jitted function compiles again)
     jax.block_until_ready(s)
     holder["state"] = s
 
   run()   # warm-up (first dispatch, allocator)
-  seconds = harness.median(harness.timed(run, FLAGS.repeats))
-  step_s = seconds / FLAGS.steps
-  peak = harness.peak_flops(jax.devices()[0].device_kind, dtype)
+  seconds = harness.median(harness.timed(run, repeats))
+  step_s = seconds / steps
+  peak = peak or harness.peak_flops(jax.devices()[0].device_kind, dtype)
   params_n = sum(int(x.size) for x in jax.tree.leaves(state["params"]))
-  return {"model": name, "dtype": dtype, "params": params_n, "batch": batch_size,
+  return {"model": name, "dtype": dtype, "kernels": c.model.kernels, "params": params_n, "batch": batch_size,
           "chunk_s": c.data.chunk_seconds, "compile_s": round(compile_s, 1), "step_ms": round(1e3 * step_s, 1),
           "chunks_per_s": round(batch_size / step_s, 1), "gflop_per_chunk": round(flops / batch_size / 1e9, 3),
           "tflop_per_s": round(flops / step_s / 1e12, 4),
           "utilisation": round(flops / step_s / peak, 3) if peak else None}
 
 
-def sweep(name: str, dtype: str, batches: list[int], t_end: float) -> list[dict]:
-  """Rows of ``bench`` at increasing batches until the rate stops growing (>= 5 %), a batch fails, or the
-  deadline; the fastest row gets ``best=True`` (a failed batch is a row with its error, not a crash)."""
+def sweep(name: str, dtype: str, batches: list[int], t_end: float, on_row=None, **kw) -> list[dict]:
+  """Rows of ``bench`` (``kw``: its options) at increasing batches until the rate stops growing (>= 5 %), a
+  batch fails, or the deadline; the fastest row gets ``best=True`` (a failed batch is a row with its error, not
+  a crash). ``on_row(row)`` sees each row as soon as it exists."""
   rows = []
   for b in batches:
     if time.perf_counter() > t_end:
       rows.append({"model": name, "dtype": dtype, "batch": b, "error": "skipped: deadline"})
       break
     try:
-      rows.append(bench(name, dtype, b))
+      rows.append(bench(name, dtype, b, **kw))
     except Exception as e:   # noqa: BLE001 - e.g. RESOURCE_EXHAUSTED at a large batch ends the sweep
       rows.append({"model": name, "dtype": dtype, "batch": b, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-      break
     print(rows[-1], flush=True)
+    if on_row:
+      on_row(rows[-1])
+    if "error" in rows[-1]:
+      break
     done = [r for r in rows if "chunks_per_s" in r]
     if len(done) >= 2 and done[-1]["chunks_per_s"] < 1.05 * done[-2]["chunks_per_s"]:
       break
@@ -102,10 +109,11 @@ def main(argv):
   batches = sorted(int(b) for b in FLAGS.batch_sweep)
   for name in FLAGS.models:
     for dtype in FLAGS.dtypes:
+      kw = {"steps": FLAGS.steps, "repeats": FLAGS.repeats, "n_tags": FLAGS.n_tags}
       if batches:
-        rows += sweep(name, dtype, batches, t_end)
+        rows += sweep(name, dtype, batches, t_end, **kw)
       elif time.perf_counter() < t_end:
-        rows.append(bench(name, dtype))
+        rows.append(bench(name, dtype, FLAGS.batch, **kw))
         print(rows[-1], flush=True)
   harness.report("train_step", rows, ["model", "dtype", "params", "batch", "chunk_s", "compile_s", "step_ms",
                                       "chunks_per_s", "gflop_per_chunk", "tflop_per_s", "utilisation", "best", "error"],

@@ -2,5 +2,5 @@
 from configs import private
 
 
-def get_config(arg=None):
-  return private.private_config(arg, train_size=100_000, name="private_100k")
+def get_config(arg=None):   # global batch 256: one 8-GPU node (32 per GPU)
+  return private.private_config(arg, train_size=100_000, name="private_100k", batch=256)

@@ -2,5 +2,5 @@
 from configs import private
 
 
-def get_config(arg=None):
-  return private.private_config(arg, train_size=500_000, name="private_500k")
+def get_config(arg=None):   # global batch 512: a TPU v5e-64 slice (8 per chip)
+  return private.private_config(arg, train_size=500_000, name="private_500k", batch=512)

@@ -12,7 +12,8 @@
 #   -s  spot capacity (preemptible; the loop below recreates the slice)
 #   -r  attempts before giving up (default 20)
 # Environment: PROJECT (default: gcloud's configured project), DATA_FLAGS (e.g.
-#   "--config.data.manifest=gs://bucket/private/manifest.jsonl"), JAX_PIP (default "jax[tpu]").
+#   "--config.data.manifest=gs://bucket/private/manifest.jsonl").
+# launch/tpu_pod.sh --print-setup prints the script each worker runs once (Python 3.12 venv, one install).
 # Example:
 #   launch/tpu_pod.sh -n jaxtag-v5e64 -z us-west4-a -w gs://my-bucket/runs/private_1m_wave -s \
 #     -- --config.data.manifest=gs://my-bucket/private/manifest.jsonl
@@ -24,18 +25,19 @@ set -euo pipefail
 
 name="" zone="" workdir="" accel=v5litepod-64 runtime=v2-alpha-tpuv5-lite config=configs/private_1m.py:waveform
 spot=() attempts=20
+if [[ "${1:-}" == "--print-setup" ]]; then print_setup=1; shift; else print_setup=0; fi
 while getopts "n:z:w:t:v:c:sr:h" opt; do
   case "$opt" in
     n) name="$OPTARG" ;;       z) zone="$OPTARG" ;;     w) workdir="$OPTARG" ;;
     t) accel="$OPTARG" ;;      v) runtime="$OPTARG" ;;  c) config="$OPTARG" ;;
     s) spot=(--spot) ;;        r) attempts="$OPTARG" ;;
-    *) sed -n '2,24p' "$0"; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
 [[ "${1:-}" == "--" ]] && shift
-if [[ -z "$name" || -z "$zone" || "$workdir" != gs://* ]]; then
-  sed -n '2,24p' "$0"; exit 2
+if (( ! print_setup )) && [[ -z "$name" || -z "$zone" || "$workdir" != gs://* ]]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2
 fi
 project=(); [[ -n "${PROJECT:-}" ]] && project=(--project="$PROJECT")
 tpu=(gcloud compute tpus tpu-vm "${project[@]}")
@@ -57,15 +59,32 @@ ensure_slice() {
   fi
 }
 
-install() {   # the committed tree of this checkout, the same on every worker; [gcs]: the gs:// workdir needs it
+# The worker setup, as one script (tpu_pod.sh --print-setup prints it): TPU VM runtimes ship an older system
+# Python than jaxtag's >= 3.12 (v2-alpha-tpuv5-lite: Ubuntu 22.04's 3.10), so uv (a PyPI wheel, installed with
+# the system pip) brings CPython 3.12 into a venv, and ONE install resolves jax, its libtpu and jaxtag together
+# (the [tpu] extra is jax[tpu] in jaxtag's jax range; [gcs]: the gs:// workdir needs it).
+setup_script() {
+  cat <<'SETUP'
+set -e
+rm -rf jaxtag; tar xzf jaxtag.tar.gz
+python3 -m pip install -q --user --upgrade uv
+export PATH="$HOME/.local/bin:$PATH"
+uv venv -q --python 3.12 --allow-existing "$HOME/jaxtag-venv"
+uv pip install -q --python "$HOME/jaxtag-venv/bin/python" -e "./jaxtag[tpu,gcs]"
+"$HOME/jaxtag-venv/bin/python" -c 'import sys, jax, jaxtag; assert sys.version_info >= (3, 12); print("tpu_pod: python", sys.version.split()[0], "jax", jax.__version__)'
+SETUP
+}
+
+install() {   # the committed tree of this checkout, the same on every worker
   local tarball; tarball="$(mktemp --suffix=.tar.gz)"
   git -C "$repo" archive --format=tar.gz --prefix=jaxtag/ HEAD >"$tarball"
   "${tpu[@]}" scp "$tarball" "$name":jaxtag.tar.gz --zone="$zone" --worker=all
   rm -f "$tarball"
-  "${tpu[@]}" ssh "$name" --zone="$zone" --worker=all --command="set -e; rm -rf jaxtag; tar xzf jaxtag.tar.gz;
-    python3 -m pip install -q -U '${JAX_PIP:-jax[tpu]}' && python3 -m pip install -q -e './jaxtag[gcs]'"
+  "${tpu[@]}" ssh "$name" --zone="$zone" --worker=all --command="$(setup_script)"
   installed=1
 }
+
+if (( print_setup )); then setup_script; exit 0; fi
 
 finished() {
   gcloud storage cat "$workdir/summary.json" 2>/dev/null | python3 -c \
@@ -73,7 +92,7 @@ finished() {
 }
 
 # JAXTAG_DISTRIBUTED=1: call jax.distributed.initialize() even where TPU_WORKER_HOSTNAMES is not exported.
-cmd="cd jaxtag && JAXTAG_DISTRIBUTED=1 python3 -m jaxtag.main --config=$config --workdir=$workdir ${DATA_FLAGS:-}"
+cmd="cd jaxtag && JAXTAG_DISTRIBUTED=1 \$HOME/jaxtag-venv/bin/python -m jaxtag.main --config=$config --workdir=$workdir ${DATA_FLAGS:-}"
 for arg in "$@"; do cmd+=" $(printf '%q' "$arg")"; done
 
 installed=0

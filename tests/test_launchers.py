@@ -3,6 +3,7 @@ and a gs:// workdir without those packages fails at start with the one-line fix.
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -25,7 +26,7 @@ def test_gcs_extra_names_the_packages_that_gs_paths_need():
 
 
 @pytest.mark.parametrize("script, pattern", [
-    ("launch/tpu_pod.sh", r"pip install [^\n]*\./jaxtag\[gcs\]"),
+    ("launch/tpu_pod.sh", r"pip install [^\n]*\./jaxtag\[tpu,gcs\]"),
     ("launch/slurm_gpu.sbatch", r"pip install [^\n]*\.\[gcs\]"),
 ])
 def test_launcher_installs_the_gcs_extra(script, pattern):
@@ -49,3 +50,80 @@ def test_gs_workdir_without_the_extra_fails_at_start_in_one_line(tmp_path):
   assert proc.returncode == errors.EXIT_USER_ERROR
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert lines == [lines[-1]] and "pip install 'jaxtag[gcs]'" in lines[-1], proc.stderr[-2000:]
+
+
+def extras() -> dict[str, list[Requirement]]:
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    project = tomllib.load(f)["project"]
+  return {name: [Requirement(r) for r in reqs] for name, reqs in project["optional-dependencies"].items()} | \
+      {"": [Requirement(r) for r in project["dependencies"]]}
+
+
+def test_cuda_extras_pin_jax_in_the_package_range():
+  ex = extras()
+  jax_range = next(r.specifier for r in ex[""] if r.name == "jax")
+  for extra, cuda in (("cuda12", "cuda12"), ("cuda13", "cuda13"), ("tpu", "tpu")):
+    (req,) = ex[extra]
+    assert (req.name, req.extras, req.specifier) == ("jax", {cuda}, jax_range)
+  assert [(r.name, r.extras) for r in ex["cuda"]] == [("jaxtag", {"cuda13"})]
+
+
+def fake_tools(bin_dir, log, **scripts):
+  """Executables on PATH that append their name and arguments to ``log`` (then run ``scripts[name]``)."""
+  bin_dir.mkdir(exist_ok=True)
+  for name, body in scripts.items():
+    path = bin_dir / name
+    path.write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> {log}\n{body}\n')
+    path.chmod(0o755)
+  return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_tpu_worker_setup_brings_python_312_and_installs_once(tmp_path):
+  """The script every TPU worker runs, with its tools faked: a 3.12 venv from uv, then one install that resolves
+  jax[tpu] (with libtpu) and jaxtag together, and the venv's Python checks itself."""
+  setup = subprocess.run(["bash", os.path.join(ROOT, "launch/tpu_pod.sh"), "--print-setup"], capture_output=True,
+                         text=True, check=True).stdout
+  log, home = tmp_path / "calls.log", tmp_path / "home"
+  home.mkdir()
+  venv_python = 'mkdir -p "$HOME/jaxtag-venv/bin"; printf \'#!/usr/bin/env bash\\necho "venv-python $*" >> %s\\n\' ' \
+                f'"{log}" > "$HOME/jaxtag-venv/bin/python"; chmod +x "$HOME/jaxtag-venv/bin/python"'
+  env = fake_tools(tmp_path / "bin", log, python3="", tar="", uv=f'[[ "$1" == venv ]] && {{ {venv_python}; }}; true')
+  subprocess.run(["bash", "-c", setup], cwd=home, env={**env, "HOME": str(home)}, check=True, timeout=60)
+  calls = log.read_text().splitlines()
+  installs = [c for c in calls if " install " in f" {c} "]
+  assert installs[0] == "python3 -m pip install -q --user --upgrade uv"
+  assert installs[1:] == [f'uv pip install -q --python {home}/jaxtag-venv/bin/python -e ./jaxtag[tpu,gcs]'], calls
+  assert f"uv venv -q --python 3.12 --allow-existing {home}/jaxtag-venv" in calls
+  assert calls[-1].startswith("venv-python -c import sys, jax, jaxtag; assert sys.version_info >= (3, 12)")
+  run_line = next(line for line in open(os.path.join(ROOT, "launch/tpu_pod.sh")) if line.startswith("cmd="))
+  assert "$HOME/jaxtag-venv/bin/python -m jaxtag.main" in run_line
+
+
+def test_slurm_time_limit_signal_saves_a_checkpoint_and_requeues(tmp_path, corpus_cache):
+  """The sbatch script under Slurm's variables with srun and scontrol faked: USR1 (what --signal=B:USR1@300
+  sends before the limit) makes the real training save its step and exit 0, and the job requeue itself."""
+  from test_train import TINY, wait_for
+  sbatch = open(os.path.join(ROOT, "launch/slurm_gpu.sbatch")).read()
+  assert "#SBATCH --signal=B:USR1@300" in sbatch and "#SBATCH --requeue" in sbatch
+  log, workdir = tmp_path / "calls.log", tmp_path / "run"
+  env = fake_tools(tmp_path / "bin", log, srun='while [[ "$1" == --* ]]; do shift; done; exec "$@"', scontrol="")
+  env.update(SLURM_JOB_ID="4242", SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", PYTHON=sys.executable,
+             PYTHONPATH=ROOT)
+  proc = subprocess.Popen(["bash", "launch/slurm_gpu.sbatch", str(workdir), "configs/smoke.py", *TINY,
+                           f"--config.data.cache_dir={corpus_cache}", "--config.train.steps=400",
+                           "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000"],
+                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  try:
+    wait_for(lambda: (workdir / "metrics.jsonl").exists() and (workdir / "metrics.jsonl").stat().st_size > 0, proc,
+             timeout=600)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=300)
+  finally:   # the script and the training it started, whatever happened
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+      proc.wait()
+  assert proc.returncode == 0, err[-3000:]
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert len(saved) == 1 and 0 < saved[0] < 400 and f"saved step {saved[0]}" in err
+  assert log.read_text().splitlines()[-1] == "scontrol requeue 4242", err[-2000:]

@@ -51,3 +51,27 @@ def test_keep_best_by_metric(metric, values, expect):
 def test_add_counts_accumulates_by_reason():
   totals = schedule.add_counts({"missing": 2}, [1, 3], ("missing", "corrupt"))
   assert totals == {"missing": 3, "corrupt": 3}
+
+
+def test_warmup_is_linear_then_the_plateau_rate():
+  lrs = [schedule.warmup_lr(4e-3, s, 4) for s in range(6)]
+  assert lrs == pytest.approx([1e-3, 2e-3, 3e-3, 4e-3, 4e-3, 4e-3])
+  assert [schedule.warmup_lr(4e-3, s, 0) for s in range(3)] == [4e-3] * 3     # 0 = no warm-up
+  assert schedule.warmup_lr(2e-3, 1, 4) == pytest.approx(1e-3)                # a decay mid-warm-up scales the rest
+
+
+def test_batch_scaling_rule_and_the_private_slices():
+  from configs import private_1m, private_100k
+  from jaxtag.core import config as common
+  assert common.scaled_lr(32) == 1e-3 and common.scaled_lr(512) == pytest.approx(4e-3)
+  assert common.scaled_lr(256) == pytest.approx(2.828e-3, rel=1e-3)
+  assert (common.warmup_for(32), common.warmup_for(256), common.warmup_for(512)) == (0, 2000, 1000)
+  p = private_1m.get_config("waveform")
+  # the authors' batch-32 schedule in chunks: 1M steps, evaluations every 5000, checkpoints every 2000
+  assert (p.train.global_batch_size, p.train.learning_rate, p.train.warmup_steps) == (512, pytest.approx(4e-3), 1000)
+  assert (p.train.steps, p.train.eval_every, p.train.checkpoint_every) == (62_500, 312, 125)
+  q = private_100k.get_config("spectrogram")
+  assert (q.train.global_batch_size, q.train.warmup_steps, q.train.steps) == (256, 2000, 125_000)
+  r = private_1m.get_config("waveform,batch=32,steps=7")
+  assert (r.train.global_batch_size, r.train.learning_rate, r.train.warmup_steps, r.train.steps) == (32, 1e-3, 0, 7)
+  assert private_1m.get_config("smoke").train.warmup_steps == 0

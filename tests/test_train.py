@@ -139,6 +139,27 @@ def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
   assert final_state(workdir)[0] == step + 2
 
 
+def test_resume_mid_warmup_applies_the_same_rates_and_state(tmp_path, corpus_cache):
+  """A run stopped at step 4 of a 6-step warm-up and resumed applies the uninterrupted run's learning rates and
+  ends in its exact state (the warm-up is a function of the step and the checkpointed plateau rate)."""
+  args = ["--config.train.warmup_steps=6", "--config.train.log_every=1", "--config.train.metrics_every=1",
+          "--config.train.checkpoint_every=4", "--config.train.eval_every=1000"]
+  run_main(tmp_path / "whole", corpus_cache, "--config.train.steps=8", *args)
+  run_main(tmp_path / "split", corpus_cache, "--config.train.steps=4", *args)
+  resumed = run_main(tmp_path / "split", corpus_cache, "--config.train.steps=8", *args)
+  assert "checkpoints/4" in resumed.stderr
+
+  def rates(workdir):   # {step: the learning rate applied at that step}
+    return {r["step"]: r["lr"] for r in metrics.read_jsonl(workdir / "metrics.jsonl") if "lr" in r}
+  whole = rates(tmp_path / "whole")
+  assert list(whole) == list(range(1, 9)) and rates(tmp_path / "split") == whole
+  assert list(whole.values()) == pytest.approx([0.003 * min(1.0, s / 6) for s in range(1, 9)])
+  (step_a, leaves_a), (step_b, leaves_b) = final_state(tmp_path / "whole"), final_state(tmp_path / "split")
+  assert step_a == step_b == 8 and len(leaves_a) == len(leaves_b)
+  for a, b in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, corpus_cache):
   workdir = tmp_path / "nan"
   proc = run_main(workdir, corpus_cache, "--config.train.steps=12", "--config.train.checkpoint_every=4",

@@ -13,6 +13,7 @@ MTT_SPLITS = ("pons", "clean")
 SHORT_POLICIES = ("pad", "skip")            # songs shorter than one chunk
 AUDIO_FORMATS = ("flac", "mp3", "wav")      # of generated corpora
 DTYPES = ("float32", "bfloat16")            # compute dtype; parameters stay float32
+KERNELS = ("auto", "fused", "plain")        # model.kernels: CPU rewrites or plain forms (models/layers.py)
 LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's private data
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains

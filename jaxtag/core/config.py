@@ -207,6 +207,8 @@ SCHEMA: tuple[Key, ...] = (
   Key("model.bn_epsilon", 1e-3, "BatchNorm epsilon (TF's default, as the authors trained)", gt=0),
   Key("model.bn_momentum", 0.99, "BatchNorm running-statistics momentum", ge=0, le=1),
   Key("model.dtype", "float32", "compute dtype (parameters stay float32)", choices=choices.DTYPES),
+  Key("model.kernels", "auto", "the CPU rewrites (fused: banded timbral conv, arg-max pools, fused ReLU/BN/pool) "
+      "or the plain forms (lax.conv, reduce_window max); auto: fused on CPU only", choices=choices.KERNELS),
   Key("model.width", 1.0, "width multiplier of the baselines and musicnn's front-end (tests shrink it)", gt=0),
   Key("model.logmel.n_fft", 512, "log-mel STFT size", ge=2),
   Key("model.logmel.hop", 256, "log-mel STFT hop (samples)", ge=1),
@@ -222,6 +224,8 @@ SCHEMA: tuple[Key, ...] = (
   Key("train.global_batch_size", 32, "examples per step over all devices (a multiple of the device count)", ge=1),
   Key("train.steps", 200_000, "optimizer steps of the run (a rerun resumes up to this step)", ge=1),
   Key("train.learning_rate", 1e-3, "Adam's learning rate", gt=0),
+  Key("train.warmup_steps", 0, "linear learning-rate warm-up over the first N steps (0 = none; scale_to_batch sets "
+      "it for batches above 32)", ge=0),
   Key("train.l2", 1e-5, "L2 penalty l2 * sum(kernel**2) / 2, kernels only", ge=0),
   Key("train.loss", "bce", "bce, or mse for graded targets (the paper's private data)", choices=choices.LOSSES),
   Key("train.plateau_patience", 75, "validations without a lower val loss before the learning rate is cut", ge=1),
@@ -495,6 +499,37 @@ def parse_arg(arg: str | None) -> dict:
   return out
 
 
+# The large-batch rule (docs/guide/at_scale.md): Adam's learning rate grows with the square root of the global
+# batch from the authors' 1e-3 at 32, and any batch above 32 warms up linearly over the first WARMUP_CHUNKS chunks.
+REFERENCE_BATCH, REFERENCE_LR = 32, 1e-3
+WARMUP_CHUNKS = 512_000            # 1,000 steps at B = 512, 2,000 at 256
+
+
+def scaled_lr(batch: int, reference_batch: int = REFERENCE_BATCH, reference_lr: float = REFERENCE_LR) -> float:
+  """The square-root rule: ``reference_lr * sqrt(batch / reference_batch)`` (2.83e-3 at 256, 4e-3 at 512)."""
+  return reference_lr * (batch / reference_batch) ** 0.5
+
+
+def warmup_for(batch: int, reference_batch: int = REFERENCE_BATCH) -> int:
+  """Warm-up steps for ``batch``: none up to the reference batch, else ``WARMUP_CHUNKS / batch`` (rounded up)."""
+  return 0 if batch <= reference_batch else -(-WARMUP_CHUNKS // batch)
+
+
+def scale_to_batch(c: ml_collections.ConfigDict, batch: int) -> ml_collections.ConfigDict:
+  """Moves a config written for batch 32 to global batch ``batch``: the learning rate by ``scaled_lr``, the
+  warm-up by ``warmup_for``, and ``steps``, ``eval_every`` and ``checkpoint_every`` by 32 / batch, so the run
+  sees the same number of chunks between evaluations and checkpoints and in all."""
+  t = c.train
+  factor = REFERENCE_BATCH / batch
+  t.global_batch_size = int(batch)
+  t.learning_rate = scaled_lr(batch)
+  t.warmup_steps = warmup_for(batch)
+  t.steps = max(1, round(t.steps * factor))
+  t.eval_every = max(1, round(t.eval_every * factor))
+  t.checkpoint_every = max(1, round(t.checkpoint_every * factor))
+  return c
+
+
 def new_config(arg: str | None, experiment: str, dataset: str, title: str, chunk_seconds: float):
   """``(parsed args, base config)`` for one experiment on one data set (the start of every config file)."""
   args = parse_arg(arg)
@@ -548,6 +583,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.width = 0.25
   c.train.global_batch_size = 32
   c.train.steps = 600
+  c.train.warmup_steps = 0
   c.train.learning_rate = 2e-3     # 600 steps is a short budget; the paper's 1e-3 reaches the same place later
   c.train.eval_every = 200
   c.train.checkpoint_every = 100

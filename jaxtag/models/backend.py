@@ -32,6 +32,7 @@ class Backend(nnx.Module):
     self.conv2 = hp.conv(filters, filters, (KERNEL,), rngs, padding=pad)
     self.conv3 = hp.conv(filters, filters, (KERNEL,), rngs, padding=pad)
     self.scalar_bn_quirk = scalar_bn_quirk
+    self.fused = hp.fused
     self.bn2 = hp.bn(1 if scalar_bn_quirk else filters, rngs)
     self.bn3 = hp.bn(1 if scalar_bn_quirk else filters, rngs)
     self.drop1 = nnx.Dropout(dropout, rngs=rngs)
@@ -48,9 +49,9 @@ class Backend(nnx.Module):
   def embed(self, x: jax.Array, train: bool) -> jax.Array:
     h1 = self.bn1(jax.nn.relu(self.conv1(x)), use_running_average=not train)
     h2 = self._bn(self.bn2, jax.nn.relu(self.conv2(h1)), train) + h1
-    p = max_pool_time(h2, 2)
+    p = max_pool_time(h2, 2, fused=self.fused)
     h3 = self._bn(self.bn3, jax.nn.relu(self.conv3(p)), train) + p
-    pooled = self.drop1(global_max_mean(h3), deterministic=not train)
+    pooled = self.drop1(global_max_mean(h3, fused=self.fused), deterministic=not train)
     return self.bn_dense(jax.nn.relu(self.dense(pooled)), use_running_average=not train)
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:

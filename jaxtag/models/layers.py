@@ -3,6 +3,12 @@
 The authors' TF code applies BatchNorm *after* the ReLU everywhere and trains with TF's BN defaults
 (epsilon 1e-3, momentum 0.99), so one block type with those knobs covers the paper, musicnn and most
 baselines. Parameters are always float32; ``dtype`` only sets the compute precision.
+
+Two forms of the same functions (``model.kernels``, resolved by ``resolve_kernels``): ``fused``, the rewrites
+chosen because XLA:CPU's kernels were slow (the banded timbral convolution ``banded_mel_conv``, the arg-max
+max-pool ``max_argmax_grad``, the fused conv -> ReLU -> BN -> pool ``relu_bn_pool``), and ``plain``, the forms
+XLA's GPU and TPU back-ends are built for (``lax.conv``, ``reduce_window`` max, separate ReLU, BN and pool).
+Both give the same outputs and gradients (tests/test_kernels.py); only their speed differs by backend.
 """
 from __future__ import annotations
 
@@ -15,21 +21,37 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxtag.core import choices
+
 
 # TF's variance_scaling_initializer() default (He, fan-in, truncated normal), as the authors used.
 HE = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 
 
+def resolve_kernels(kernels: str, backend: str) -> str:
+  """``model.kernels`` on ``backend`` (``jax.default_backend()``: cpu, gpu, tpu) -> ``"fused"`` or ``"plain"``.
+  ``auto``: the CPU rewrites on the CPU, where they were measured faster; the plain forms elsewhere, whose
+  convolutions and pools cuDNN and XLA's fusions are built for (``benchmarks/device_check.sh`` measures both)."""
+  choices.check("model.kernels", kernels, choices.KERNELS)
+  if kernels != "auto":
+    return kernels
+  return "fused" if backend == "cpu" else "plain"
+
+
 @dataclasses.dataclass(frozen=True)
 class Hyper:
-  """The per-model knobs every block needs: BN constants and the compute dtype."""
+  """The per-model knobs every block needs: BN constants, the compute dtype and the kernel form (``fused``:
+  the CPU rewrites; else the plain forms, see ``resolve_kernels``)."""
   bn_epsilon: float = 1e-3
   bn_momentum: float = 0.99
   dtype: jnp.dtype = jnp.float32
+  fused: bool = True
 
   @classmethod
   def from_config(cls, model_cfg) -> "Hyper":
-    return cls(float(model_cfg.bn_epsilon), float(model_cfg.bn_momentum), jnp.dtype(model_cfg.dtype))
+    kernels = resolve_kernels(model_cfg.get("kernels", "auto"), jax.default_backend())
+    return cls(float(model_cfg.bn_epsilon), float(model_cfg.bn_momentum), jnp.dtype(model_cfg.dtype),
+               fused=kernels == "fused")
 
   def bn(self, features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return BatchNorm(features, epsilon=self.bn_epsilon, momentum=self.bn_momentum,
@@ -61,14 +83,17 @@ class ConvReluBN(nnx.Module):
                strides: int | Sequence[int] = 1, padding="VALID"):
     self.conv = hp.conv(in_ch, out_ch, kernel, rngs, strides=strides, padding=padding)
     self.bn = hp.bn(out_ch, rngs)
+    self.fused = hp.fused
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     return self.bn(jax.nn.relu(self.conv(x)), use_running_average=not train)
 
   def pooled(self, x: jax.Array, train: bool, size: int) -> jax.Array:
     """``max_pool_time(self(x, train), size)`` for a ``(B, T, C)`` output (the waveform blocks' conv -> ReLU ->
-    BN -> max-pool), through ``relu_bn_pool`` in training mode; in inference the pooling runs before BN's affine
-    map, so the normalised tensor is never written."""
+    BN -> max-pool). Fused: through ``relu_bn_pool`` in training mode; in inference the pooling runs before
+    BN's affine map, so the normalised tensor is never written. Plain: the four layers one after the other."""
+    if not self.fused:
+      return max_pool_time(self(x, train), size, fused=False)
     return self._pool(self.conv(x), train, size, lambda y: max_pool_time(y, size))
 
   def _pool(self, y, train, size, plain):
@@ -108,8 +133,11 @@ class MelConvReluBN(ConvReluBN):
       few filters (<= 16) and more than one frame: groups of 4 positions (7x86x8: 3.5 -> 1.0 ms, 7x38x8
       6.7 -> 3.9); many filters (>= 64) on a tall kernel: groups of 2 (musicnn's 7x67x204: 38.6 ms direct,
       78.6 one band, 32.0 groups of 2); otherwise the direct convolution (one frame, or musicnn's 7x38x204:
-      56.9 direct, 60-133 banded)."""
+      56.9 direct, 60-133 banded).
+    Plain kernels: always the direct convolution."""
     kt, h, _, filters = self.conv.kernel.shape
+    if not self.fused:
+      return self.conv(x)
     if train:
       return banded_mel_conv(self.conv, x)
     if kt > 1 and filters <= 16:
@@ -120,7 +148,10 @@ class MelConvReluBN(ConvReluBN):
 
   def pooled(self, x: jax.Array, train: bool) -> jax.Array:
     """``max_over(self(x, train), 2)``, the branch's max over all mel positions, ``(B, T', filters)``: the
-    positions of one frame are one pooling window of ``relu_bn_pool``."""
+    positions of one frame are one pooling window of ``relu_bn_pool`` (plain kernels: a ``reduce_window`` max
+    over the positions of ``self(x, train)``)."""
+    if not self.fused:
+      return max_over(self(x, train), 2, fused=False)
     y = self._conv(x, train)                                            # (B, T', P, C)
     b, t, p, c = y.shape
     return self._pool(y.reshape(b, t * p, c), train, p, lambda z: max_over(z.reshape(b, t, p, c), 2))
@@ -237,16 +268,17 @@ def pad_time(x: jax.Array, before: int, after: int) -> jax.Array:
   return jnp.pad(x, widths)
 
 
-def max_pool_time(x: jax.Array, size: int, stride: int | None = None) -> jax.Array:
+def max_pool_time(x: jax.Array, size: int, stride: int | None = None, *, fused: bool = True) -> jax.Array:
   """VALID max-pooling over axis 1 of ``(batch, time, ...)``; trailing remainder frames are dropped.
 
   Non-overlapping windows (the only kind the models use) are a reshape plus a max over the new axis, whose
   gradient goes to one arg-max element: the same values and parameter gradients as ``reduce_window`` max,
   without its cost on XLA:CPU (a variadic reduce-window over four materialised index arrays forward and a
-  scatter backward, ~40 % of a waveform training step). Overlapping windows keep ``reduce_window``.
+  scatter backward, ~40 % of a waveform training step). Overlapping windows, and ``fused=False`` (the plain
+  kernels), keep ``reduce_window``.
   """
   stride = stride or size
-  if stride != size:
+  if stride != size or not fused:
     window = (size,) + (1,) * (x.ndim - 3)          # flax pools the axes between batch and features
     return nnx.max_pool(x, window, strides=(stride,) + (1,) * (x.ndim - 3), padding="VALID")
   n = x.shape[1] // size
@@ -254,17 +286,22 @@ def max_pool_time(x: jax.Array, size: int, stride: int | None = None) -> jax.Arr
   return max_argmax_grad(x, 2)
 
 
-def max_over(x: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
+def max_over(x: jax.Array, axis: int | tuple[int, ...], *, fused: bool = True) -> jax.Array:
   """Max over whole axes whose gradient goes to one arg-max element (the first), as the authors'
   ``max_pooling2d`` over all bins.
 
   Not ``jnp.max``: its gradient splits between ties by dividing by their count, and when XLA recomputes
   the operand with different rounding in the backward pass no element equals the max, giving 0/0 = NaN
   (seen on CPU for musicnn's timbral branches). Here the backward pass uses the arg-max index saved by the
-  forward pass, so it never compares recomputed values.
+  forward pass, so it never compares recomputed values. ``fused=False`` (the plain kernels): a ``reduce_window``
+  max over the whole axes, whose select-and-scatter gradient also goes to one element.
   """
   axes = (axis,) if isinstance(axis, int) else tuple(axis)
   axes = tuple(a % x.ndim for a in axes)
+  if not fused:
+    window = tuple(x.shape[a] if a in axes else 1 for a in range(x.ndim))
+    y = jax.lax.reduce_window(x, np.array(-np.inf, x.dtype), jax.lax.max, window, (1,) * x.ndim, "VALID")
+    return y.reshape([x.shape[a] for a in range(x.ndim) if a not in axes])
   if len(axes) > 1:   # move the axes together at the end and flatten them into one
     keep = [a for a in range(x.ndim) if a not in axes]
     x = jnp.transpose(x, keep + list(axes)).reshape([x.shape[a] for a in keep] + [-1])
@@ -338,13 +375,13 @@ class Windowed(nnx.Module):
     return mean_windows(self.features(x, train).astype(jnp.float32), n)
 
 
-def global_max_mean(x: jax.Array) -> jax.Array:
+def global_max_mean(x: jax.Array, *, fused: bool = True) -> jax.Array:
   """Max and mean over time of ``(batch, time, C)``, interleaved as ``[max_0, mean_0, max_1, ...]``.
 
   The authors concatenate the two on a new last axis and flatten, which interleaves them; the order
   matters for imported weights and for exact equivalence of the dense layer that follows.
   """
-  stacked = jnp.stack([max_over(x, 1), x.mean(axis=1)], axis=-1)
+  stacked = jnp.stack([max_over(x, 1, fused=fused), x.mean(axis=1)], axis=-1)
   return stacked.reshape(x.shape[0], -1)
 
 

@@ -15,6 +15,17 @@ def itstime(step: int, every: int, total: int, *, force: bool = False) -> bool:
   return force or step == total or (every > 0 and step % every == 0)
 
 
+def warmup_lr(lr: float, step: int, warmup_steps: int) -> float:
+  """The learning rate applied at 0-based ``step``: ``lr`` (the plateau schedule's, from ``host``) times a
+  linear warm-up ``(step + 1) / warmup_steps`` over the first ``warmup_steps`` steps (0 = none).
+
+  A function of the step and the checkpointed ``host["lr"]`` only, so a run resumed mid-warm-up applies the
+  same sequence as an uninterrupted one; a plateau decay during the warm-up scales what remains of it."""
+  if warmup_steps <= 0 or step >= warmup_steps:
+    return float(lr)
+  return float(lr) * (step + 1) / warmup_steps
+
+
 def initial(learning_rate: float, bad_reasons) -> dict:
   """The schedule at step 0."""
   return {"lr": float(learning_rate), "best_val_loss": math.inf, "plateau_count": 0, "best": None,

@@ -165,7 +165,7 @@ def loop(run: Run) -> int:
     window.bad += batch["bad"].sum(axis=0)
     with window.timer.phase("step"):
       run.state, m = run.train_step(run.state, {"audio": batch["audio"], "targets": batch["targets"]},
-                                    np.float32(run.host["lr"]))
+                                    np.float32(schedule.warmup_lr(run.host["lr"], step, tc.warmup_steps)))
     window.timer.count_step()
     window.pending.append(m)
     step += 1
@@ -230,7 +230,8 @@ def log(run: Run, window: _Window, progress: metrics.Progress, step: int) -> Non
   window.bad[:] = 0
   rates = progress.rates(step)
   scalars = {k: float(np.mean([w[k] for w in window.values])) for k in window.values[0]} if window.values else {}
-  scalars.update(rates, lr=run.host["lr"], **{f"bad/{k}": v for k, v in run.host["bad"].items()})
+  lr = schedule.warmup_lr(run.host["lr"], step - 1, run.config.train.warmup_steps)   # the window's last step's
+  scalars.update(rates, lr=lr, **{f"bad/{k}": v for k, v in run.host["bad"].items()})
   scalars.update(window.timer.window())
   run.writer.write_scalars(step, scalars)
   if run.is_main:
