@@ -94,8 +94,8 @@ def test_schema_names_the_key_and_what_it_accepts(key, value, needle):
 def test_unknown_and_missing_keys_fail():
   from jaxtag.core import choices, config as config_lib
   c = config_lib.base_config()
-  c.train.warmup = 5                       # a key no one declared
-  with pytest.raises(choices.ConfigError, match="unknown config key 'train.warmup'; valid keys of train: "):
+  c.train.zqx = 5                          # a key no one declared
+  with pytest.raises(choices.ConfigError, match="unknown config key 'train.zqx'; valid keys of train: "):
     config_lib.validate(c)
   c = config_lib.base_config()
   del c.eval["max_songs"]

@@ -25,10 +25,10 @@ def test_auto_is_fused_on_cpu_only(backend, expect):
 
 def test_kernels_key_is_declared_and_checked():
   c = common.base_config()
-  assert c.model.kernels == "auto" and choices.FIELDS["model.kernels"] == ("auto", "fused", "plain")
+  assert c.model.kernels == "auto" and choices.KERNELS == ("auto", "fused", "plain")
   c.model.kernels = "cudnn"
   with pytest.raises(choices.ConfigError, match="model.kernels 'cudnn'; valid: 'auto', 'fused', 'plain'"):
-    choices.check_fields(c)
+    common.validate(c)
   with pytest.raises(choices.ConfigError, match="model.kernels"):
     Hyper.from_config(c.model)
   c.model.kernels = "plain"
