@@ -17,6 +17,8 @@ LOSSES = ("bce", "mse")                     # mse: graded targets, the paper's p
 BEST_METRICS = ("loss", "roc_auc", "pr_auc")   # what best/ is chosen by; loss is lower-is-better
 TRAINABLE = ("all", "top", "head")          # which parameters a (fine-tuning) run trains
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
+RECIPES = ("default", "won")                # optimisation recipes (jaxtag.training.recipe)
+EVAL_PROTOCOLS = ("chunks", "crops16")      # song scores from all chunks | Won et al.'s 16 evenly spaced crops
 
 POSITIVE_THRESHOLD = 0.5   # a graded target >= this counts as a positive (binary metrics, prevalence, baselines)
 
@@ -32,6 +34,8 @@ FIELDS = {
     "train.best_metric": BEST_METRICS,
     "eval.split": SPLITS,
     "train.trainable": TRAINABLE,
+    "train.recipe": RECIPES,
+    "eval.protocol": EVAL_PROTOCOLS,
 }
 
 

@@ -117,6 +117,27 @@ def base_config() -> ml_collections.ConfigDict:
   t.early_stopping_patience = 0    # stop after this many validations without a better best_metric (0 = never)
   t.profile_steps = ""             # 'A:B': jax.profiler trace of steps A+1..B into WORKDIR/profile (profiling.py)
 
+  t.recipe = "default"             # choices.RECIPES: default (Adam + plateau halving) | won (Adam -> SGD, jaxtag/training/recipe.py)
+  t.won_phase_epochs = (80, 20, 20)  # won: epochs of Adam, of SGD at the 2nd rate, of SGD at the 3rd (Won et al.)
+  t.won_phase_steps = ()           # won: the same lengths in steps (overrides the epochs; short runs, tests)
+  t.won_learning_rates = (1e-4, 1e-3, 1e-4, 1e-5)   # won: Adam's rate, then the three SGD (Nesterov 0.9) rates
+  t.won_weight_decay = 1e-4        # won: PyTorch-style weight decay (wd * param added to every gradient)
+
+  # ---- augmentation on the device, in the train step (jaxtag/training/augment.py); all off: the paper has none --
+  a = c.augment = ml_collections.ConfigDict()
+  a.speed = 0.0                    # varispeed: resample by a random ratio in [1 - speed, 1 + speed] (pitch and tempo)
+  a.shift_seconds = 0.0            # crop jitter: shift each chunk by up to +-this, the vacated edge zero-filled
+  a.gain_db = 0.0                  # random gain, uniform in +-gain_db dB
+  a.polarity = 0.0                 # probability of flipping the waveform's sign
+  a.mixup_alpha = 0.0              # mixup of audio and targets with lam ~ Beta(alpha, alpha); 0 = off
+  a.noise_prob = 0.0               # probability of adding white noise to an example
+  a.noise_snr_min_db = 10.0        # the noise's SNR is uniform in [min, max] dB, against the example's power
+  a.noise_snr_max_db = 40.0
+  a.time_masks = 0                 # SpecAugment on mel models' log-mel: time masks per example
+  a.time_mask_frames = 0           # widest time mask, frames
+  a.freq_masks = 0                 # SpecAugment: frequency masks per example
+  a.freq_mask_bins = 0             # widest frequency mask, mel bins
+
   # ---- initialisation from another run (jaxtag/training/transfer.py) ---------------------------------------
   i = c.init = ml_collections.ConfigDict()
   i.workdir = ""                   # "" = from scratch; else any jaxtag run (trained, or imported musicnn/vgg)
@@ -127,6 +148,7 @@ def base_config() -> ml_collections.ConfigDict:
   e.split = "valid"                # choices.SPLITS
   e.batch_size = 64                # global chunks per eval batch
   e.max_songs = 0                  # 0 = every song of the split
+  e.protocol = "chunks"            # choices.EVAL_PROTOCOLS: all non-overlapping chunks | crops16 (Won et al.'s 16 crops)
   return c
 
 

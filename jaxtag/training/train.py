@@ -32,7 +32,7 @@ from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling
 from jaxtag.core import choices, distributed, rundir
 from jaxtag.serving import inference
 from jaxtag.core import scoring, sharding
-from jaxtag.training import train_state, trainable, transfer
+from jaxtag.training import augment, train_state, trainable, transfer
 from jaxtag.training import step as step_lib
 
 
@@ -146,7 +146,8 @@ def setup(config, workdir: str, hooks: list) -> Run:
       config=config, workdir=workdir, index=index, train_songs=train_songs, val_songs=val_songs,
       val_targets=np.stack([s.targets for s in val_songs]) if val_songs else None, mesh=mesh, writer=writer,
       n_params=n_params, state=state, ckpts=ckpts, train_iter=train_iter, host=host, start=start,
-      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen),
+      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen,
+                                         augment=augment.from_config(config)),
       eval_fn=inference.make_eval_fn(graphdef, mesh), hooks=hooks, stop=distributed.StopFlag().install(),
       t_start=t_start)
 
@@ -304,4 +305,5 @@ def _check_config(config) -> None:
   from jaxtag.models import registry
   registry.check_name(config.model.name)
   choices.check_fields(config)
+  augment.from_config(config)   # ranges of config.augment.*
   index_lib.validate(config.data)
