@@ -32,7 +32,7 @@ from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling
 from jaxtag.core import choices, distributed, rundir
 from jaxtag.serving import inference
 from jaxtag.core import scoring, sharding
-from jaxtag.training import augment, train_state, trainable, transfer
+from jaxtag.training import augment, recipe, train_state, trainable, transfer
 from jaxtag.training import step as step_lib
 
 
@@ -135,6 +135,8 @@ def setup(config, workdir: str, hooks: list) -> Run:
                              process_index=jax.process_index(), process_count=jax.process_count()),
       mesh, prefetch=data_cfg.device_prefetch)
   host, start = {**schedule.initial(tc.learning_rate, decode.BAD_REASONS), early_stopping.KEY: 0}, 0
+  host.update(recipe.initial_host(config, recipe.steps_per_epoch(
+      len(train_songs) * data_cfg.chunks_per_song, tc.global_batch_size)))   # Won's phases (empty by default)
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
     logging.info("resumed from %s/checkpoints/%d", workdir, start)
@@ -160,6 +162,8 @@ def loop(run: Run) -> int:
   progress = metrics.Progress(tc.steps, tc.global_batch_size, run.start)
   step = run.start
   while step < tc.steps:
+    if recipe.switch_due(run.host, step):   # Won's recipe: a new phase, from the best checkpoint
+      recipe.switch(run, step)
     with window.timer.phase("data_wait"):
       batch = next(run.train_iter)   # already on the devices (feed.device_feed)
     for hook in run.hooks:
@@ -247,7 +251,8 @@ def validate_and_keep_best(run: Run, step: int) -> None:
   run.last_val = validate(run.eval_fn, run.state, run.config, run.val_songs, run.mesh, run.val_targets)
   run.writer.write_scalars(step, {f"val/{k}": v for k, v in run.last_val.items()})
   logging.info("validation at step %d: %s", step, json.dumps(run.last_val))
-  run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
+  if recipe.uses_plateau(run.host):
+    run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
   run.host, improved = schedule.keep_best(run.host, run.last_val, tc.best_metric, step)
   run.host = early_stopping.update(run.host, improved)
   if improved:
@@ -306,4 +311,5 @@ def _check_config(config) -> None:
   registry.check_name(config.model.name)
   choices.check_fields(config)
   augment.from_config(config)   # ranges of config.augment.*
+  recipe.check(config)
   index_lib.validate(config.data)
