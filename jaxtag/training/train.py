@@ -264,13 +264,24 @@ def validate_and_keep_best(run: Run, step: int) -> None:
 def validate(eval_fn, state, config, songs, mesh, targets) -> dict:
   """Song-level validation: mean chunk sigmoid per song, macro ROC-AUC / PR-AUC, sqrt(MSE), chunk loss."""
   logits, chunk_song, _ = inference.predict_on_mesh(
-      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh)
+      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh,
+      contract=_protocol_inputs(config))
   song_scores = scoring.aggregate_chunks(scoring.sigmoid(logits), chunk_song, len(songs))
   seen = ~np.isnan(song_scores).any(axis=1)
   result = scoring.macro_scores(targets[seen], song_scores[seen])
   return {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"], "rmse": result["rmse"],
           "loss": scoring.chunk_loss(logits, targets[chunk_song], config.train.loss),
           "songs": int(seen.sum()), "songs_unreadable": int((~seen).sum()), "chunks": int(len(chunk_song))}
+
+
+def _protocol_inputs(config):
+  """``eval.protocol``'s input maker for validation; None for jaxtag's all-chunks protocol (the plain path)."""
+  protocol = str(config.eval.get("protocol", "chunks"))
+  if protocol == "chunks":
+    return None
+  from jaxtag.data import protocols
+  from jaxtag.models import contract
+  return protocols.inputs_for(contract.from_config(config), protocol)
 
 
 def shutdown(run: Run) -> None:
