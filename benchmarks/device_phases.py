@@ -100,7 +100,6 @@ def env(a, rows: Rows) -> None:
 
 def matmul(a, rows: Rows) -> None:
   import jax
-  import jax.numpy as jnp
   sizes = {"bfloat16": [128, 256], "float32": [128]} if a.dry_run else \
       {"bfloat16": [4096, 8192, 16384], "float32": [4096, 8192]}
   t_end = time.perf_counter() + a.budget_s

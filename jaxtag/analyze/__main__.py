@@ -5,6 +5,7 @@
   baseline --config=C --workdir=WB   per-tag GBT on hand-crafted features, written as a run of its own
   exclusive W [WB ...] [--pairs="a:b" ...]   both tags of exclusive pairs scored high, side by side
   probe W [W2 ...] --config=C [--probe_model=logreg|mlp]   frozen-embedding probe per backbone on C's data
+  robustness W [W2 ...] [--perturb=KIND:S1,S2 ...]   scores under time stretch, pitch shift, gain, noise, MP3
 """
 import json
 import os
@@ -30,16 +31,18 @@ def define_flags():
   flags.DEFINE_integer("max_pairs", 10, "exclusive: at most this many automatic pairs.", lower_bound=1)
   flags.DEFINE_integer("max_iter", 100, "baseline: boosting iterations per tag.", lower_bound=1)
   flags.DEFINE_enum("probe_model", "logreg", ["logreg", "mlp"], "probe: per-tag logistic regression or an MLP.")
+  flags.DEFINE_multi_string("perturb", [], "robustness: KIND[:S1,S2,...] (repeatable; default: every kind at "
+                            "its default strengths): time_stretch, pitch_shift, gain, white_noise, mp3.")
   flags.DEFINE_bool("json", False, "Print the result as one JSON object.")
 
 
 FLAGS = flags.FLAGS
-COMMANDS = ("scaling", "popularity", "baseline", "exclusive", "probe")
+COMMANDS = ("scaling", "popularity", "baseline", "exclusive", "probe", "robustness")
 
 
 def dispatch(command: str, workdirs: list[str]) -> dict:
   """Runs one sub-command with the parsed flags; the result is what ``--json`` prints."""
-  from jaxtag.analyze import baseline, exclusive, popularity, probe, scaling
+  from jaxtag.analyze import baseline, exclusive, popularity, probe, robustness, scaling
   if command != "baseline" and not workdirs:
     raise app.UsageError(f"{command} needs at least one run directory")
   if command == "scaling":
@@ -48,6 +51,8 @@ def dispatch(command: str, workdirs: list[str]) -> dict:
     return popularity.run(workdirs[0], FLAGS.split, FLAGS.top_k, FLAGS.out)
   if command == "probe":
     return probe.run(workdirs, _config(), FLAGS.probe_model)
+  if command == "robustness":
+    return robustness.run(workdirs, FLAGS.split, FLAGS.perturb, out=FLAGS.out)
   if command == "exclusive":
     return exclusive.run(workdirs, FLAGS.split, FLAGS.pairs, FLAGS.threshold, FLAGS.top_k or 3,
                          FLAGS.min_prevalence, FLAGS.max_pairs, FLAGS.out)
@@ -70,6 +75,9 @@ def _summary(command: str, res: dict) -> str:
     return f"top-{res['k']}: spearman {res['spearman']:.3f}; most over-predicted: {over}"
   if command == "probe":
     return res["table"]
+  if command == "robustness":
+    from jaxtag.analyze import robustness
+    return "\n".join(robustness.markdown(r) + f"files: {r['files']}" for r in res.values())
   if command == "exclusive":
     lines = [f"pairs ({res['pair_source']}): {', '.join(res['pairs']) or 'none'}"]
     for m, rates in res["models"].items():

@@ -22,6 +22,8 @@ MODELS = ("waveform", "spectrogram", "musicnn", "musicnn_vgg", "dieleman", "samp
           "timbre_cnn", "vgg", "crnn", "short_chunk_cnn", "short_chunk_resnet", "harmonic_cnn", "samplecnn_se",
           "cnnsa")                           # the model registry's names (jaxtag/models/registry.py)
 INPUT_PIPELINES = ("chunks", "musicnn_patches")   # preprocessing contracts (jaxtag.models.contract): imported musicnn
+RECIPES = ("default", "won")                # optimisation recipes (jaxtag.training.recipe)
+EVAL_PROTOCOLS = ("chunks", "crops16")      # song scores from all chunks | Won et al.'s 16 evenly spaced crops
 
 CHECKPOINTS = ("best", "latest")           # which checkpoint of a run a tool loads, besides a step number
 

@@ -243,6 +243,16 @@ SCHEMA: tuple[Key, ...] = (
       ge=0),
   Key("train.profile_steps", "", "jax.profiler trace of steps A+1..B into WORKDIR/profile",
       check=_step_range_problem, allowed="'A:B' with 0 <= A < B, or '' (off)"),
+  Key("train.recipe", "default", "default (Adam + plateau halving) | won (Adam, then Nesterov SGD at three rates, "
+      "reloading the best checkpoint at each switch: jaxtag/training/recipe.py)", choices=choices.RECIPES),
+  Key("train.won_phase_epochs", (80, 20, 20), "won recipe: epochs of Adam, of SGD at the 2nd rate, of SGD at the "
+      "3rd (Won et al.)", ge=1),
+  Key("train.won_phase_steps", (), "won recipe: the same three lengths in steps (overrides the epochs; short runs)",
+      item=int, ge=1),
+  Key("train.won_learning_rates", (1e-4, 1e-3, 1e-4, 1e-5), "won recipe: Adam's rate, then the three SGD "
+      "(Nesterov 0.9) rates", gt=0),
+  Key("train.won_weight_decay", 1e-4, "won recipe: PyTorch-style weight decay (wd * param added to every gradient)",
+      ge=0),
 
   # ---- initialisation from another run (jaxtag/training/transfer.py) ----------------------------------------
   Key("init.workdir", "", "'': from scratch; else any jaxtag run (trained, or imported musicnn/vgg)"),
@@ -253,6 +263,25 @@ SCHEMA: tuple[Key, ...] = (
   Key("eval.split", "valid", "the split validations score", choices=choices.SPLITS),
   Key("eval.batch_size", 64, "global chunks per eval batch (a multiple of the device count)", ge=1),
   Key("eval.max_songs", 0, "songs per validation (0: every song of the split)", ge=0),
+  Key("eval.protocol", "chunks", "song scores from all non-overlapping chunks, or crops16 (Won et al.'s 16 evenly "
+      "spaced crops)", choices=choices.EVAL_PROTOCOLS),
+
+  # ---- augmentation on the device, in the train step (jaxtag/training/augment.py); all off: the paper has none --
+  Key("augment.speed", 0.0, "varispeed: resample by a random ratio in [1 - speed, 1 + speed] (pitch and tempo)",
+      ge=0, le=0.5),
+  Key("augment.shift_seconds", 0.0, "crop jitter: shift each chunk by up to +-this, the vacated edge zero-filled "
+      "(at most half a chunk)", ge=0),
+  Key("augment.gain_db", 0.0, "random gain, uniform in +-gain_db dB", ge=0, le=40),
+  Key("augment.polarity", 0.0, "probability of flipping the waveform's sign", ge=0, le=1),
+  Key("augment.mixup_alpha", 0.0, "mixup of audio and targets with lam ~ Beta(alpha, alpha); 0: off", ge=0, le=10),
+  Key("augment.noise_prob", 0.0, "probability of adding white noise to an example", ge=0, le=1),
+  Key("augment.noise_snr_min_db", 10.0, "the noise's SNR is uniform in [min, max] dB against the example's power",
+      ge=-20, le=100),
+  Key("augment.noise_snr_max_db", 40.0, "upper end of the noise's SNR (dB)", ge=-20, le=100),
+  Key("augment.time_masks", 0, "SpecAugment on mel models' log-mel: time masks per example", ge=0, le=1000),
+  Key("augment.time_mask_frames", 0, "widest time mask (frames)", ge=0, le=1000),
+  Key("augment.freq_masks", 0, "SpecAugment: frequency masks per example", ge=0, le=1000),
+  Key("augment.freq_mask_bins", 0, "widest frequency mask (mel bins, at most model.logmel.n_mels)", ge=0, le=1000),
 
   # ---- the study's cells (configs/study.py; jaxtag.analyze.study) --------------------------------------------
   Key("study.frontends", ("waveform", "spectrogram"), "the front-ends compared, one cell each",
@@ -313,11 +342,42 @@ def _hop_within_window(c) -> str | None:
   return None
 
 
+def _augment_ranges(c) -> str | None:
+  """`augment.shift_seconds` <= half of `data.chunk_seconds`; `augment.noise_snr_min_db` <= `noise_snr_max_db`;
+  `augment.freq_mask_bins` <= `model.logmel.n_mels`."""
+  a = c.augment
+  if a.shift_seconds > c.data.chunk_seconds / 2:
+    return f"augment.shift_seconds={a.shift_seconds} exceeds half of data.chunk_seconds={c.data.chunk_seconds}"
+  if a.noise_snr_min_db > a.noise_snr_max_db:
+    return f"augment.noise_snr_min_db={a.noise_snr_min_db} exceeds augment.noise_snr_max_db={a.noise_snr_max_db}"
+  if a.freq_mask_bins > c.model.logmel.n_mels:
+    return f"augment.freq_mask_bins={a.freq_mask_bins} exceeds model.logmel.n_mels={c.model.logmel.n_mels}"
+  return None
+
+
+def _won_recipe(c) -> str | None:
+  """`train.recipe` won: `train.l2` 0 (it has its own weight decay), every parameter at one rate, three phase
+  lengths and four rates."""
+  t = c.train
+  if t.recipe != "won":
+    return None
+  if t.l2:
+    return "train.recipe='won' has its own weight decay (train.won_weight_decay); set train.l2=0"
+  if t.trainable != "all" or t.backbone_lr_scale != 1.0:
+    return "train.recipe='won' trains every parameter at one rate (train.trainable='all', train.backbone_lr_scale=1)"
+  lengths = tuple(t.won_phase_steps) or tuple(t.won_phase_epochs)
+  if len(lengths) != 3:
+    return f"train.won_phase_steps / won_phase_epochs need three lengths, got {lengths}"
+  if len(t.won_learning_rates) != 4:
+    return f"train.won_learning_rates needs four rates, got {tuple(t.won_learning_rates)}"
+  return None
+
+
 # Rules between keys: each returns what is wrong (one line naming the keys and the fix) or None. DATA_RULES name
 # the inputs a data set needs: commands that never read the data (the parameter table) skip them.
 DATA_RULES: tuple[Callable[[ml_collections.ConfigDict], str | None], ...] = (_needs_path, _msd_labels, _clean_split)
 RULES: tuple[Callable[[ml_collections.ConfigDict], str | None], ...] = (
-    *DATA_RULES, _patches_need_logmel, _mel_band, _hop_within_window)
+    *DATA_RULES, _patches_need_logmel, _mel_band, _hop_within_window, _augment_ranges, _won_recipe)
 
 
 def _unknown(name: str) -> str:

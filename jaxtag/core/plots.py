@@ -111,3 +111,25 @@ def taggram(path: str, probs, tags, chunk_seconds: float, title: str = "", top: 
   ax.set_title(title, fontsize=9)
   fig.colorbar(im, ax=ax)
   _save(fig, path)
+
+
+def robustness(path: str, rows: list[dict], clean: dict, title: str = "") -> None:
+  """ROC-AUC and PR-AUC against each perturbation's strength (one panel per perturbation), the clean score
+  as a dotted line: how fast a model degrades, and under which kind of change."""
+  kinds = list(dict.fromkeys(r["kind"] for r in rows))
+  fig, axes = plt.subplots(1, len(kinds), figsize=(3.3 * len(kinds), 3.4), squeeze=False)
+  for ax, kind in zip(axes[0], kinds):
+    sel = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r.get("kbps", r["strength"]))
+    x = [r.get("kbps", r["strength"]) for r in sel]   # MP3: the measured bitrate
+    for key, name, colour in (("roc_auc", "ROC-AUC", "C0"), ("pr_auc", "PR-AUC", "C1")):
+      ax.plot(x, [r[key] for r in sel], "o-", color=colour, label=name)
+      ax.axhline(clean[key], color=colour, ls=":", lw=1)
+    ax.set_title(kind.replace("_", " "), fontsize=10)
+    ax.set_xlabel("kbps" if "kbps" in sel[0] else sel[0]["unit"])
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("macro score (dotted: clean)")
+  axes[0][0].legend(loc="lower left", fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)

@@ -28,6 +28,8 @@ def define_flags():
   flags.DEFINE_list("ensemble", [], "Other run directories whose song scores are averaged with this run's.")
   flags.DEFINE_integer("batch", 0, "Chunks per evaluation batch (0 = config.eval.batch_size).",
                        lower_bound=0)
+  flags.DEFINE_enum("protocol", None, choices.EVAL_PROTOCOLS, "chunks (all non-overlapping chunks) | crops16 "
+                    "(Won et al.'s 16 crops); default: the run's eval.protocol.")
   flags.DEFINE_bool("json", False, "Print one JSON object (roc_auc, pr_auc, rmse, n_songs, n_tags, ...).")
 
 
@@ -49,8 +51,10 @@ def align_columns(scores: np.ndarray, model_tags, data_tags) -> np.ndarray:
   return scores[:, [model_tags.index(t) for t in data_tags]]
 
 
-def predict_split(workdir: str, split: str = "test", which="best", batch: int = 0):
-  """Runs the model of ``workdir`` over ``split``: ``(Predictions, meta)`` with meta for the report."""
+def predict_split(workdir: str, split: str = "test", which="best", batch: int = 0, protocol: str = ""):
+  """Runs the model of ``workdir`` over ``split``: ``(Predictions, meta)`` with meta for the report.
+  ``protocol``: ``choices.EVAL_PROTOCOLS`` ("" = the run's ``eval.protocol``)."""
+  from jaxtag.data import protocols
   from jaxtag.training import checkpoint
   from jaxtag.models import contract
   from jaxtag.serving import inference
@@ -60,8 +64,9 @@ def predict_split(workdir: str, split: str = "test", which="best", batch: int = 
   songs, train = idx.split(split), idx.split("train")
   if not songs:
     raise choices.ConfigError(f"{report.title(config.data, split)} has no songs; choose another --split")
-  logits, chunk_song = inference.predict_chunks(model, config, songs, batch=batch,
-                                                contract=contract.for_run(workdir, config))
+  protocol = protocol or str(config.eval.get("protocol", "chunks"))
+  inputs = protocols.inputs_for(contract.for_run(workdir, config), protocol)
+  logits, chunk_song = inference.predict_chunks(model, config, songs, batch=batch, contract=inputs)
   chunk_scores = align_columns(scoring.sigmoid(logits), model_tags, idx.tags).astype(np.float32)
   song_scores = scoring.aggregate_chunks(chunk_scores, chunk_song, len(songs))
   stats = report.train_label_stats(np.stack([s.targets for s in train])) if train else (None, None, 0)
@@ -71,18 +76,23 @@ def predict_split(workdir: str, split: str = "test", which="best", batch: int = 
       dataset=report.dataset_name(config.data), split=split, step=step, chunk_scores=chunk_scores,
       chunk_song=np.asarray(chunk_song, np.int32), train_pos=stats[0], train_cooc=stats[1], n_train=stats[2])
   meta = {"title": report.title(config.data, split), "model": str(config.model.name), "checkpoint": str(which),
-          "workdir": str(workdir)}
+          "workdir": str(workdir), "protocol": protocol}
   return p, meta
 
 
-def evaluate(workdir: str, split: str = "test", which="best", batch: int = 0) -> dict:
-  """Predicts, saves the predictions and writes the report of one run; returns the eval JSON object."""
+def evaluate(workdir: str, split: str = "test", which="best", batch: int = 0, protocol: str = "") -> dict:
+  """Predicts, saves the predictions and writes the report of one run; returns the eval JSON object. A
+  protocol other than ``chunks`` reports in ``W/report/<protocol>/`` (the all-chunks report stays as it is)."""
   import jax
-  p, meta = predict_split(workdir, split, which, batch)
+  p, meta = predict_split(workdir, split, which, batch, protocol)
   if jax.process_index() != 0:
     return {}
-  report.save_predictions(report.predictions_path(workdir, split), p)
-  return report.write_report(report.report_dir(workdir), p, meta)
+  if meta["protocol"] == "chunks":
+    report.save_predictions(report.predictions_path(workdir, split), p)
+    return report.write_report(report.report_dir(workdir), p, meta)
+  out = os.path.join(report.report_dir(workdir), meta["protocol"])
+  report.save_predictions(os.path.join(out, f"predictions_{split}.npz"), p)
+  return report.write_report(out, p, meta)
 
 
 def member_predictions(workdir: str, split: str, batch: int = 0) -> report.Predictions:
@@ -124,11 +134,13 @@ def main(argv):
   members = FLAGS.ensemble + argv[1:] if FLAGS.ensemble else []
   if len(argv) > 1 and not FLAGS.ensemble:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if members and FLAGS.protocol not in (None, "chunks"):
+    raise app.UsageError("an ensemble averages the members' all-chunks predictions: drop --protocol")
   checkpoint.read_run_info(FLAGS.workdir)   # every run directory checked before the first (long) evaluation
   for w in members:   # a member with saved predictions (a baseline run) needs no checkpoint
     if not os.path.exists(report.predictions_path(w, FLAGS.split)):
       checkpoint.read_run_info(w, "--ensemble member")
-  e = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.batch)
+  e = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.batch, FLAGS.protocol)
   if members and e:
     e = evaluate_ensemble(FLAGS.workdir, members, FLAGS.split, FLAGS.batch)
   if e:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxtag.models.layers import ConvBNAct, ConvReluBN, Hyper, Windowed, max_over, max_pool_time, pad_time
-from jaxtag.models.logmel import LogMelConfig, logmel
+from jaxtag.models.logmel import LogMelConfig, for_model, logmel
 
 
 def _w(n: float, width: float) -> int:
@@ -123,7 +123,7 @@ class _Spectrogram(Windowed):
   """Log-mel input for the spectrogram baselines (the same on-device log-mel as the paper's models)."""
 
   def prepare(self, wave):
-    return logmel(wave, self.mel)
+    return for_model(logmel(wave, self.mel))
 
 
 # (time taps, height fraction of the mel axis, filters at num_filt=1) of the Timbre CNN's 12 branches.

@@ -13,6 +13,8 @@ reference 1, no ``top_db`` clipping); ``log_scale`` and ``musicnn_compat`` do no
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 
@@ -158,3 +160,25 @@ def log_compress(mel: jax.Array, cfg: LogMelConfig) -> jax.Array:
 def logmel(wave: jax.Array, cfg: LogMelConfig, centred: bool = True) -> jax.Array:
   """``(batch, samples)`` float waveform -> ``(batch, frames, n_mels)`` float32 log-mel."""
   return log_compress(mel_power(wave, cfg, centred), cfg)
+
+
+# A function applied to the log-mel of mel front-ends while a training step is traced (SpecAugment masks,
+# ``jaxtag.augment``); None outside. Set only by the train step, so inference never sees it.
+_TRAINING_HOOK: contextvars.ContextVar = contextvars.ContextVar("logmel_training_hook", default=None)
+
+
+@contextlib.contextmanager
+def training_hook(fn):
+  """Within this context, ``for_model`` applies ``fn`` to every log-mel a mel front-end computes."""
+  token = _TRAINING_HOOK.set(fn)
+  try:
+    yield
+  finally:
+    _TRAINING_HOOK.reset(token)
+
+
+def for_model(spec: jax.Array) -> jax.Array:
+  """The seam every mel front-end passes its ``(batch, frames, mels)`` log-mel through: the identity,
+  except inside a training step with SpecAugment on (``training_hook``)."""
+  hook = _TRAINING_HOOK.get()
+  return spec if hook is None else hook(spec)

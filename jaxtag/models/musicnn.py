@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxtag.models.layers import ConvReluBN, Hyper, MelConvReluBN, Windowed, global_max_mean, max_over, pad_time
-from jaxtag.models.logmel import LogMelConfig, logmel
+from jaxtag.models.logmel import LogMelConfig, for_model, logmel
 
 PATCH_FRAMES = 187          # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
 
@@ -26,8 +26,8 @@ def _logmel_frames(wave: jax.Array, mel: LogMelConfig) -> jax.Array:
   if wave.ndim == 3:
     if wave.shape[-1] != mel.n_mels:
       raise ValueError(f"log-mel input has {wave.shape[-1]} bands, the model {mel.n_mels}")
-    return wave
-  return logmel(wave, mel)[:, :wave.shape[-1] // mel.hop]
+    return for_model(wave)
+  return for_model(logmel(wave, mel)[:, :wave.shape[-1] // mel.hop])
 
 
 class Musicnn(nnx.Module):

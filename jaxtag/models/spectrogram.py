@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtag.models.layers import ConvReluBN, Hyper, MelConvReluBN, max_over, pad_time
-from jaxtag.models.logmel import LogMelConfig, logmel
+from jaxtag.models.layers import ConvReluBN, Hyper, MelConvReluBN, pad_time
+from jaxtag.models.logmel import LogMelConfig, for_model, logmel
 
 TIMBRAL_TIMES, TIMBRAL_MULT = (7, 3, 1), (1, 2, 4)
 TEMPORAL_TAPS, TEMPORAL_MULT = (165, 128, 64, 32), (1, 2, 4, 8)
@@ -34,7 +34,7 @@ class SpectrogramFrontend(nnx.Module):
     self.out_channels = k * (2 * sum(TIMBRAL_MULT) + sum(TEMPORAL_MULT))
 
   def __call__(self, wave: jax.Array, train: bool) -> jax.Array:
-    return self.from_logmel(logmel(wave, self.mel), train)
+    return self.from_logmel(for_model(logmel(wave, self.mel)), train)
 
   def from_logmel(self, spec: jax.Array, train: bool) -> jax.Array:
     """``(batch, frames, mels)`` log-mel -> ``(batch, frames, 29 k)``."""

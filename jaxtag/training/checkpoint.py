@@ -164,6 +164,11 @@ class Checkpoints:
     out = self.latest.restore(step, args=ocp.args.Composite(**items))
     return out["state"], dict(out["host"])
 
+  def restore_state(self, step: int, state_like):
+    """The train state of ``step`` alone, on ``state_like``'s shardings (a recipe's reload of the best step)."""
+    out = self.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract(state_like))))
+    return out["state"]
+
   def restore_latest(self, state_like, data_iter):
     """Restores the newest *readable* step into ``data_iter`` (in place); returns ``(step, state, host)``.
 

@@ -67,26 +67,36 @@ def data_loss(logits, targets, kind: str) -> jax.Array:
   return _LOSSES[kind](logits.astype(jnp.float32), targets)
 
 
-def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float, frozen=None):
+def loss_and_grads(state: dict, batch: dict, *, graphdef, loss_kind: str, l2: float, frozen=None, augment=None):
   """``((total_loss, (data_loss, new_rest)), grads)`` on a global batch (BatchNorm in training mode).
 
   ``frozen``: a pytree of bools like the params; those leaves get a stopped gradient (exactly zero), so XLA
-  prunes the backward pass below the lowest trainable layer."""
+  prunes the backward pass below the lowest trainable layer. ``augment``: a ``jaxtag.training.augment.Augment`` (or
+  None): the batch is augmented on the device with the key of ``state["step"]``."""
+  from jaxtag.training import augment as augment_lib
+  key = None
+  if augment is not None:
+    key = augment_lib.step_key(augment, state["step"])
+    audio, targets = augment_lib.waveform(augment, key, batch["audio"], batch["targets"])
+    batch = {**batch, "audio": audio, "targets": targets}
+
   def loss_fn(params, rest):   # rest is an argument so its Variables live at this trace level
     if frozen is not None:
       params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
     model = nnx.merge(graphdef, params, rest, copy=True)   # fresh Variables at this trace level
-    logits = model(batch["audio"], train=True)
+    with augment_lib.on_logmel(augment, key):   # SpecAugment masks in mel front-ends (training only)
+      logits = model(batch["audio"], train=True)
     loss = data_loss(logits, batch["targets"], loss_kind)
     return loss + l2 * l2_penalty(params), (loss, split_model(model)[2])
 
   return jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"])
 
 
-def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float, frozen=None):
+def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2: float, frozen=None,
+               augment=None):
   """One optimisation step on a global batch; returns ``(new_state, metrics)``."""
   (total, (loss, new_rest)), grads = loss_and_grads(state, batch, graphdef=graphdef, loss_kind=loss_kind, l2=l2,
-                                                    frozen=frozen)
+                                                    frozen=frozen, augment=augment)
   grad_norm = optax.global_norm(grads)
   updates, new_opt = tx.update(grads, state["opt"], state["params"])
   new_params = jax.tree.map(lambda p, u: p - lr * u.astype(p.dtype), state["params"], updates)
@@ -100,14 +110,14 @@ def train_step(state: dict, batch: dict, lr, *, graphdef, tx, loss_kind: str, l2
   return new_state, metrics
 
 
-def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float, frozen=None):
+def jit_train_step(graphdef, tx, mesh, *, loss_kind: str, l2: float, frozen=None, augment=None):
   """The step as the trainer and the benchmarks run it: state replicated and donated, batch split along
-  ``data``, learning rate a traced scalar (so the plateau schedule never recompiles). ``frozen``: see
-  ``loss_and_grads`` (``jaxtag.training.trainable.frozen_mask``)."""
+  ``data``, learning rate a traced scalar (so the plateau schedule never recompiles). ``frozen``, ``augment``:
+  see ``loss_and_grads`` (``jaxtag.training.trainable.frozen_mask``, ``jaxtag.training.augment.from_config``)."""
   from jaxtag.core import sharding
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
   return jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, loss_kind=loss_kind, l2=l2,
-                                   frozen=frozen),
+                                   frozen=frozen, augment=augment),
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 

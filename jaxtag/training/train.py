@@ -30,9 +30,9 @@ from etils import epath
 
 from jaxtag.core import choices, distributed, rundir, scoring, sharding
 from jaxtag.serving import inference
-from jaxtag.training import checkpoint, early_stopping, feed, metrics, profiling, schedule
+from jaxtag.training import (augment, checkpoint, early_stopping, feed, metrics, profiling, recipe, schedule,
+                             train_state, trainable, transfer)
 from jaxtag.training import step as step_lib
-from jaxtag.training import train_state, trainable, transfer
 
 
 class Hook:
@@ -134,6 +134,8 @@ def setup(config, workdir: str, hooks: list) -> Run:
                              process_index=jax.process_index(), process_count=jax.process_count()),
       mesh, prefetch=data_cfg.device_prefetch)
   host, start = {**schedule.initial(tc.learning_rate, decode.BAD_REASONS), early_stopping.KEY: 0}, 0
+  host.update(recipe.initial_host(config, recipe.steps_per_epoch(
+      len(train_songs) * data_cfg.chunks_per_song, tc.global_batch_size)))   # Won's phases (empty by default)
   if ckpts.latest_step() is not None:
     start, state, host = ckpts.restore_latest(state, train_iter)
     logging.info("resumed from %s/checkpoints/%d", workdir, start)
@@ -145,7 +147,8 @@ def setup(config, workdir: str, hooks: list) -> Run:
       config=config, workdir=workdir, index=index, train_songs=train_songs, val_songs=val_songs,
       val_targets=np.stack([s.targets for s in val_songs]) if val_songs else None, mesh=mesh, writer=writer,
       n_params=n_params, state=state, ckpts=ckpts, train_iter=train_iter, host=host, start=start,
-      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen),
+      train_step=step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=tc.loss, l2=float(tc.l2), frozen=frozen,
+                                         augment=augment.from_config(config)),
       eval_fn=inference.make_eval_fn(graphdef, mesh), hooks=hooks, stop=distributed.StopFlag().install(),
       t_start=t_start)
 
@@ -158,6 +161,8 @@ def loop(run: Run) -> int:
   progress = metrics.Progress(tc.steps, tc.global_batch_size, run.start)
   step = run.start
   while step < tc.steps:
+    if recipe.switch_due(run.host, step):   # Won's recipe: a new phase, from the best checkpoint
+      recipe.switch(run, step)
     with window.timer.phase("data_wait"):
       batch = next(run.train_iter)   # already on the devices (feed.device_feed)
     for hook in run.hooks:
@@ -246,7 +251,8 @@ def validate_and_keep_best(run: Run, step: int) -> None:
   run.last_val = validate(run.eval_fn, run.state, run.config, run.val_songs, run.mesh, run.val_targets)
   run.writer.write_scalars(step, {f"val/{k}": v for k, v in run.last_val.items()})
   logging.info("validation at step %d: %s", step, json.dumps(run.last_val))
-  run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
+  if recipe.uses_plateau(run.host):
+    run.host = schedule.plateau_update(run.host, run.last_val["loss"], tc.plateau_patience, tc.plateau_factor)
   run.host, improved = schedule.keep_best(run.host, run.last_val, tc.best_metric, step)
   run.host = early_stopping.update(run.host, improved)
   if improved:
@@ -258,13 +264,24 @@ def validate_and_keep_best(run: Run, step: int) -> None:
 def validate(eval_fn, state, config, songs, mesh, targets) -> dict:
   """Song-level validation: mean chunk sigmoid per song, macro ROC-AUC / PR-AUC, sqrt(MSE), chunk loss."""
   logits, chunk_song, _ = inference.predict_on_mesh(
-      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh)
+      eval_fn, state["params"], state["rest"], config.data, songs, global_batch=config.eval.batch_size, mesh=mesh,
+      contract=_protocol_inputs(config))
   song_scores = scoring.aggregate_chunks(scoring.sigmoid(logits), chunk_song, len(songs))
   seen = ~np.isnan(song_scores).any(axis=1)
   result = scoring.macro_scores(targets[seen], song_scores[seen])
   return {"roc_auc": result["roc_auc"], "pr_auc": result["pr_auc"], "rmse": result["rmse"],
           "loss": scoring.chunk_loss(logits, targets[chunk_song], config.train.loss),
           "songs": int(seen.sum()), "songs_unreadable": int((~seen).sum()), "chunks": int(len(chunk_song))}
+
+
+def _protocol_inputs(config):
+  """``eval.protocol``'s input maker for validation; None for jaxtag's all-chunks protocol (the plain path)."""
+  protocol = str(config.eval.get("protocol", "chunks"))
+  if protocol == "chunks":
+    return None
+  from jaxtag.data import protocols
+  from jaxtag.models import contract
+  return protocols.inputs_for(contract.from_config(config), protocol)
 
 
 def shutdown(run: Run) -> None:

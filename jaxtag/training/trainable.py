@@ -106,7 +106,9 @@ def optimizer_for(config):
   """The run's optimizer: plain Adam moments when everything trains at one rate (the state layout of runs
   from before this option), else ``step.optimizer`` with this module's labels (a function of the parameter
   paths, so it also works under ``jax.eval_shape`` for restore targets)."""
-  from jaxtag.training import step as step_lib
+  from jaxtag.training import recipe, step as step_lib
+  if recipe.is_won(config):   # Won et al.'s Adam -> SGD recipe (its own state layout)
+    return recipe.optimizer(float(config.train.won_weight_decay))
   mode = check_mode(str(config.train.get("trainable", "all")))
   scale = float(config.train.get("backbone_lr_scale", 1.0))   # >= 0: the config schema
   if mode == "all" and scale == 1.0:
