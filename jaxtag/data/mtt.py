@@ -5,7 +5,8 @@ Splits:
   ``d``-``f`` test; clips without any top-50 tag are kept; the three clips with broken audio are excluded.
   The full file gives 18,706 / 1,825 / 5,329.
 - ``clean`` (Lee et al. 2017; Won et al. 2020): only clips listed in ``split_lists/{train,valid,test}``
-  (``.txt``/``.tsv`` lines, ``.npy`` arrays or Lee's ``*_list_pub.cP``; entries end in the ``mp3_path``).
+  (``.txt``/``.tsv`` lines, ``.npy`` arrays or Lee's ``*_list_pub.cP``; entries end in the ``mp3_path``),
+  read as data only (``jaxtag.data.list_files``: a pickle naming any callable is refused).
 """
 from __future__ import annotations
 
