@@ -26,13 +26,15 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 
 import numpy as np
 from absl import flags
+from etils import epath
 
-from jaxtag.core import choices, rundir
+from jaxtag.core import choices, paths, rundir
 from jaxtag.serving import tag_inputs as inputs, tag_shards as shards, tag_worker as worker
 
 
@@ -120,7 +122,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   import jax
   from jaxtag.core import distributed
   from jaxtag.serving import inference
-  if not os.path.exists(spec):
+  if not epath.Path(spec).exists():
     raise choices.ConfigError(f"--input={spec}: no such directory or file")
   rundir.require_run(workdir)
   choices.check("--format", fmt, shards.FORMATS)
@@ -132,13 +134,15 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   engine = inference.RunModel(workdir, which, batch=batch, embeddings=embeddings)
   contract, tags, B = engine.contract, engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
-  os.makedirs(out, exist_ok=True)
+  epath.Path(out).mkdir(parents=True, exist_ok=True)
   if pi == 0:
-    shards._atomic_write(os.path.join(out, "tags.json"), json.dumps(list(tags)).encode())
+    shards._atomic_write(shards._join(out, "tags.json"), json.dumps(list(tags)).encode())
   done = shards.load_done(out)
   distributed.barrier("jaxtag.serving.tag: resume set read")   # before any process commits a new shard
   writer = shards.ShardWriter(out, pi, shard_size, shard_seconds, fmt)
-  scratch = os.path.join(out, ".scratch", f"p{pi:03d}")   # long files' decoded chunks, on their way in
+  # Long files' decoded chunks, on their way in: next to the output, or in a local folder when that is a bucket.
+  scratch = (tempfile.mkdtemp(prefix="jaxtag-tag-scratch-") if paths.is_remote(out)
+             else os.path.join(out, ".scratch", f"p{pi:03d}"))
   shutil.rmtree(scratch, ignore_errors=True)
   os.makedirs(scratch)
   source = _entries(spec, done, pi, pc)
@@ -262,7 +266,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
                           "failed_by_reason_process_0": dict(n_failed) if pi == 0 else None}}
   if pi == 0:
     summary.update(shards.finalize(out))
-    shards._atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=1).encode())
+    shards._atomic_write(shards._join(out, "summary.json"), json.dumps(summary, indent=1).encode())
   return summary
 
 
@@ -273,6 +277,8 @@ def main(argv):
   from absl import logging
   from jaxtag.core import distributed
   logging.set_verbosity(logging.WARNING)
+  from jaxtag.core import remote
+  remote.require_gcs(workdir=F.workdir, input=F.input, out=F.out)
   distributed.initialize(F.coordinator_address, F.num_processes, F.process_id)
   which = int(F.checkpoint) if F.checkpoint.isdigit() else F.checkpoint
   s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=which,
@@ -283,7 +289,7 @@ def main(argv):
     print(f"done: {s['tagged']} files tagged, {s['failed']} failed {s['failed_by_reason']}, "
           f"{s['audio_hours']:.3f} audio hours in {s['shards']} shards; this run: {r['tagged']} tagged, "
           f"{r['failed']} failed, {r['files_per_s']:.2f} files/s, {r['audio_hours_per_hour']:.1f} audio-h/h "
-          f"-> {os.path.join(F.out, 'summary.json')}")
+          f"-> {shards._join(F.out, 'summary.json')}")
 
 
 if __name__ == "__main__":   # spawned decode workers re-import __main__
