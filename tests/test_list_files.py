@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from jaxtag import errors
+from jaxtag.core import errors
 from jaxtag.data import list_files
 
 PATHS = ["f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3",

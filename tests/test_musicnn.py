@@ -143,7 +143,7 @@ def test_reads_a_tf_checkpoint_without_tensorflow(tmp_path):
 
 
 def test_a_broken_tf_checkpoint_is_refused_in_one_line(tmp_path):
-  from jaxtag import errors
+  from jaxtag.core import errors
   from jaxtag.tools import tf_checkpoint
   import shutil
   shutil.copytree(TF_CHECKPOINT, tmp_path / "ckpt")

@@ -16,7 +16,7 @@ import pickle
 import numpy as np
 from etils import epath
 
-from jaxtag import errors
+from jaxtag.core import errors
 
 # The only globals a pickled numpy array of strings or numbers needs (numpy 1.x and 2.x module names).
 _NUMPY_GLOBALS = frozenset({

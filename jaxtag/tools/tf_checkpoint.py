@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from jaxtag import errors
+from jaxtag.core import errors
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48            # two block handles (varints, padded to 40 bytes) + the 8-byte magic
