@@ -1,8 +1,10 @@
-"""Test-only entry point: ``python -m tests.faults [--nan_at=N] [--stall_after_save=N] <jaxtag.main flags>``.
+"""Test-only entry point: ``python -m tests.faults [--nan_at=N] [--stall_after_save=N] [--hold_at=N]
+[--record_batches=FILE] <jaxtag.main flags>``.
 
 The faults the robustness tests need (a NaN in the batch, a run that hangs right after a checkpoint so it can
 be killed there) are loop hooks installed from here, so nothing of them lives in the package or its config.
 """
+import hashlib
 import time
 
 import jax
@@ -14,6 +16,9 @@ from jaxtag.training import train
 
 flags.DEFINE_integer("nan_at", -1, "Put one NaN sample into the batch of this step (0-based).")
 flags.DEFINE_integer("stall_after_save", -1, "Hang after the checkpoint of this step was queued (if trained here).")
+flags.DEFINE_integer("hold_at", -1, "Before training this step, wait (up to 5 min) for a stop signal; "
+                     "FILE.held (of --record_batches) tells the test when to send it.")
+flags.DEFINE_string("record_batches", "", "Append 'step sha256' of every batch trained to this local file.")
 FLAGS = flags.FLAGS
 
 
@@ -43,6 +48,35 @@ class StallAfterSave(train.Hook):
         time.sleep(1)
 
 
+class RecordBatches(train.Hook):
+  """``step sha256(audio, targets)`` per trained step, one line each: a resumed run's batches are compared
+  with an uninterrupted run's."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def on_batch(self, run, step, batch):
+    digest = hashlib.sha256(np.asarray(batch["audio"]).tobytes() + np.asarray(batch["targets"]).tobytes())
+    with open(self.path, "a") as f:
+      f.write(f"{step} {digest.hexdigest()}\n")
+    return batch
+
+
+class HoldAt(train.Hook):
+  """Waits before step ``at`` until a stop signal arrives, so the run is stopped at a known step (``at + 1``)."""
+
+  def __init__(self, at: int, marker: str):
+    self.at, self.marker = at, marker
+
+  def on_batch(self, run, step, batch):
+    if step == self.at:
+      open(self.marker, "w").close()
+      deadline = time.monotonic() + 300
+      while run.stop.signal is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return batch
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -51,6 +85,10 @@ def main(argv):
     hooks.append(NanBatch(FLAGS.nan_at))
   if FLAGS.stall_after_save >= 0:
     hooks.append(StallAfterSave(FLAGS.stall_after_save))
+  if FLAGS.record_batches:
+    hooks.append(RecordBatches(FLAGS.record_batches))
+  if FLAGS.hold_at >= 0:
+    hooks.append(HoldAt(FLAGS.hold_at, FLAGS.record_batches + ".held"))   # the test passes both
   jaxtag_main.run(hooks)
 
 

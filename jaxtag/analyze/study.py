@@ -123,16 +123,15 @@ def table(agg: list[dict]) -> str:
 
 
 def plot(path: str, agg: list[dict], title: str = "") -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from jaxtag.core import plots   # the headless backend and the readable log axis
+  plt = plots.plt
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, (m, name) in zip(axes, (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"))):
     for model in sorted({a["model"] for a in agg}):
       pts = sorted((a["n_train"], a[m], a[m + "_std"]) for a in agg if a["model"] == model)
       x, y, s = np.array(pts, np.float64).T
       ax.errorbar(x, y, yerr=s, marker="o", capsize=3, label=model, ls="--" if model == "baseline" else "-")
-    ax.set_xscale("log")
+    plots.log_axis(ax, "x")
     ax.set_xlabel("training songs")
     ax.set_ylabel(f"test {name} (mean ± std over seeds)")
   axes[0].legend(fontsize=8)

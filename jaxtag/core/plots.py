@@ -14,9 +14,66 @@ from jaxtag.core import scoring  # noqa: E402
 
 
 def _save(fig, path: str) -> None:
+  """PNG bytes written through ``etils.epath``: ``path`` may be on ``gs://`` (a report of a remote run)."""
+  import io
+  from etils import epath
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=110, format="png", bbox_inches="tight")   # long tick labels are not cut off
   plt.close(fig)
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(buffer.getvalue())
+
+
+def _plain_number(x: float, _pos=None) -> str:
+  """A log-axis tick as a person writes it: 0.02, 0.5, 3, 2k, 1M (10^-4 below 0.001)."""
+  if x <= 0:
+    return ""
+  if x >= 1e6:
+    return f"{x / 1e6:g}M"
+  if x >= 1e3:
+    return f"{x / 1e3:g}k"
+  if x >= 1e-3:
+    return f"{x:g}"
+  exponent = int(np.floor(np.log10(x) + 1e-9))
+  mantissa = x / 10.0 ** exponent
+  return (f"${mantissa:g}\\times10^{{{exponent}}}$" if abs(mantissa - 1) > 1e-6 else f"$10^{{{exponent}}}$")
+
+
+def log_axis(ax, which: str = "x") -> None:
+  """Log scale with readable ticks: labelled majors at 1-2-5 (or fewer, as the span of the data grows) as
+  plain numbers, unlabelled minors. Matplotlib's default labels every minor tick of a sub-decade range in
+  scientific notation, and on a narrow axis they run into each other ("2x10^3x10^-2...")."""
+  from matplotlib import ticker
+  axis = ax.xaxis if which == "x" else ax.yaxis
+  (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+  lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+  decades = np.log10(hi / lo) if lo > 0 else 10.0
+  subs = (1.0, 2.0, 3.0, 5.0) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,) if decades <= 6 else None
+  axis.set_major_locator(ticker.LogLocator(base=10, subs=subs) if subs else ticker.LogLocator(base=10, numticks=6))
+  axis.set_major_formatter(ticker.FuncFormatter(_plain_number))
+  axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10)))
+  axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def label_points(ax, xs, ys, names, fontsize: int = 7) -> list:
+  """Names next to their points, each moved up or down by a line until it overlaps no name placed before it
+  (tags of similar prevalence and score otherwise print on top of each other). Returns the text objects."""
+  fig = ax.figure
+  renderer = fig.canvas.get_renderer()
+  placed, texts = [], []
+  for x, y, name in zip(xs, ys, names):
+    for k in (0, 1, -1, 2, -2, 3, -3, 4, -4):
+      text = ax.annotate(str(name), (x, y), xytext=(3, 2 + 1.3 * fontsize * k), textcoords="offset points",
+                         fontsize=fontsize)
+      box = text.get_window_extent(renderer).padded(3)
+      if not any(box.overlaps(b) for b in placed):
+        break
+      text.remove()
+    placed.append(box)
+    texts.append(text)
+  return texts
 
 
 def per_tag_vs_prevalence(path: str, rows: list[dict]) -> None:
@@ -29,11 +86,10 @@ def per_tag_vs_prevalence(path: str, rows: list[dict]) -> None:
     if key == "pr_auc":
       ax.plot(np.sort(prev), np.sort(prev), "k:", lw=1, label="random scorer")
       ax.legend(loc="lower right")
-    for r in rows[:5]:
-      ax.annotate(r["tag"], (r["prevalence"], r[key]), fontsize=7)
-    ax.set_xscale("log")
+    log_axis(ax, "x")
     ax.set_xlabel("tag prevalence in split")
     ax.set_ylabel(name)
+    label_points(ax, [r["prevalence"] for r in rows[:5]], [r[key] for r in rows[:5]], [r["tag"] for r in rows[:5]])
   _save(fig, path)
 
 
@@ -67,7 +123,7 @@ def scaling(path: str, rows: list[dict], fits: dict) -> None:
         slope, icpt = fits[(model, key)]
         xs = np.geomspace(x.min(), x.max(), 20)
         ax.plot(xs, slope * np.log10(xs) + icpt, "--", color=line.get_color(), lw=1)
-    ax.set_xscale("log")
+    log_axis(ax, "x")
     ax.set_xlabel("training songs")
     ax.set_ylabel(name)
   axes[0].legend(fontsize=8)
@@ -80,10 +136,10 @@ def popularity(path: str, tags, true_rate, pred_rate, k: int, label_top: int = 8
   ax.scatter(true_rate, pred_rate, s=14)
   hi = max(float(np.max(true_rate)), float(np.max(pred_rate)), 1e-3)
   ax.plot([0, hi], [0, hi], "k:", lw=1)
-  for t in np.argsort(-(pred_rate - true_rate))[:label_top]:
-    ax.annotate(str(tags[t]), (true_rate[t], pred_rate[t]), fontsize=7)
   ax.set_xlabel("fraction of songs where the tag is true")
   ax.set_ylabel(f"fraction of songs with the tag in the model's top {k}")
+  over = np.argsort(-(pred_rate - true_rate))[:label_top]
+  label_points(ax, true_rate[over], pred_rate[over], [tags[t] for t in over])
   _save(fig, path)
 
 
@@ -93,7 +149,8 @@ def exclusive(path: str, pair_names: list[str], rates: dict) -> None:
   width = 0.8 / max(len(rates), 1)
   for i, (model, values) in enumerate(rates.items()):
     ax.bar(np.arange(len(pair_names)) + i * width, values, width, label=model)
-  ax.set_xticks(np.arange(len(pair_names)) + 0.4 - width / 2, pair_names, rotation=30, ha="right", fontsize=7)
+  names = [n.replace(" / ", " /\n") if len(n) > 18 else n for n in pair_names]   # long pairs on two lines
+  ax.set_xticks(np.arange(len(pair_names)) + 0.4 - width / 2, names, rotation=30, ha="right", fontsize=7)
   ax.set_ylabel("rate both scored high, one true")
   ax.legend(fontsize=8)
   _save(fig, path)
@@ -109,7 +166,7 @@ def taggram(path: str, probs, tags, chunk_seconds: float, title: str = "", top: 
   ax.set_yticks(range(len(order)), [str(tags[t]) for t in order], fontsize=7)
   ax.set_xlabel("time (s)")
   ax.set_title(title, fontsize=9)
-  fig.colorbar(im, ax=ax)
+  fig.colorbar(im, ax=ax, label="tag probability")
   _save(fig, path)
 
 

@@ -5,36 +5,27 @@ Splits:
   ``d``-``f`` test; clips without any top-50 tag are kept; the three clips with broken audio are excluded.
   The full file gives 18,706 / 1,825 / 5,329.
 - ``clean`` (Lee et al. 2017; Won et al. 2020): only clips listed in ``split_lists/{train,valid,test}``
-  (``.txt``/``.tsv`` lines, ``.npy`` arrays or Lee's ``*_list_pub.cP``; entries end in the ``mp3_path``).
+  (``.txt``/``.tsv`` lines, ``.npy`` arrays or Lee's ``*_list_pub.cP``; entries end in the ``mp3_path``),
+  read as data only (``jaxtag.data.list_files``: a pickle naming any callable is refused).
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-import pickle
 
 import numpy as np
 from etils import epath
 
 from jaxtag.core import choices, errors
 
+from jaxtag.data.list_files import read_list
 from jaxtag.data.songs import Song, SongIndex
 from jaxtag.core.paths import join as index_join
 
 SPLITS = choices.MTT_SPLITS
 BROKEN_CLIPS = frozenset({"35644", "55753", "57881"})   # known undecodable audio in the full release
 PONS_SPLIT = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
-
-
-def _read_list(path: str) -> list:
-  if path.endswith(".npy"):
-    return np.load(path, allow_pickle=True).tolist()
-  if path.endswith(".cP"):   # Lee's original Python 2 pickles of mp3 paths (a trusted file the user points at)
-    with open(path, "rb") as f:
-      return list(pickle.load(f, encoding="latin1"))
-  with open(path) as f:
-    return f.read().splitlines()
 
 
 def read_split_lists(directory: str) -> dict[str, str]:
@@ -46,7 +37,7 @@ def read_split_lists(directory: str) -> dict[str, str]:
     path = next((os.path.join(directory, n) for n in names if os.path.exists(os.path.join(directory, n))), None)
     if path is None:
       raise errors.MissingInput(f"none of {names} in data.split_lists={directory!r}")
-    out.update({str(e).strip().split("\t")[-1]: split for e in _read_list(path) if str(e).strip()})
+    out.update({str(e).strip().split("\t")[-1]: split for e in read_list(path) if str(e).strip()})
   return out
 
 

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 from absl import app, flags, logging
+from etils import epath
 
 from jaxtag.evaluation import report
 from jaxtag.core import choices, scoring
@@ -99,7 +100,7 @@ def member_predictions(workdir: str, split: str, batch: int = 0) -> report.Predi
   """A member's saved predictions, evaluating its best checkpoint first if it has none (e.g. baseline runs
   are saved predictions only)."""
   path = report.predictions_path(workdir, split)
-  if not os.path.exists(path):
+  if not report.exists(path):
     logging.info("%s has no %s predictions yet: evaluating it", workdir, split)
     evaluate(workdir, split, "best", batch)
   return report.load_predictions(path)
@@ -112,14 +113,12 @@ def evaluate_ensemble(workdir: str, members: list[str], split: str = "test", bat
   p = report.ensemble(preds)
   names = []
   for w in runs:
-    with open(report.eval_json_path(w, split)) as f:
-      names.append(json.load(f).get("model", os.path.basename(w.rstrip("/"))))
-  with open(report.eval_json_path(workdir, split)) as f:
-    head = json.load(f)
+    names.append(report.read_json(report.eval_json_path(w, split)).get("model", os.path.basename(w.rstrip("/"))))
+  head = report.read_json(report.eval_json_path(workdir, split))
   meta = {"title": head.get("title", p.dataset), "model": "ensemble(" + "+".join(names) + ")",
           "checkpoint": "ensemble", "members": runs}
-  out = os.path.join(report.report_dir(workdir), "ensemble")
-  report.save_predictions(os.path.join(out, f"predictions_{split}.npz"), p)
+  out = f"{report.report_dir(workdir)}/ensemble"
+  report.save_predictions(f"{out}/predictions_{split}.npz", p)
   return report.write_report(out, p, meta)
 
 
@@ -134,11 +133,13 @@ def main(argv):
   members = FLAGS.ensemble + argv[1:] if FLAGS.ensemble else []
   if len(argv) > 1 and not FLAGS.ensemble:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from jaxtag.core import remote
+  remote.require_gcs(workdir=FLAGS.workdir, **{f"ensemble_{i}": w for i, w in enumerate(members)})
   if members and FLAGS.protocol not in (None, "chunks"):
     raise app.UsageError("an ensemble averages the members' all-chunks predictions: drop --protocol")
   checkpoint.read_run_info(FLAGS.workdir)   # every run directory checked before the first (long) evaluation
   for w in members:   # a member with saved predictions (a baseline run) needs no checkpoint
-    if not os.path.exists(report.predictions_path(w, FLAGS.split)):
+    if not epath.Path(report.predictions_path(w, FLAGS.split)).exists():
       checkpoint.read_run_info(w, "--ensemble member")
   e = evaluate(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint, FLAGS.batch, FLAGS.protocol)
   if members and e:

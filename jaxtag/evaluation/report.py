@@ -3,15 +3,17 @@
 ``W/report/predictions_<split>.npz`` holds song-level scores and targets so that ensembles, ``analyze`` and the
 baseline need no model re-run. ``W/report/eval_<split>.json`` holds the headline numbers plus what
 ``analyze scaling`` needs (model name, number of training songs). Both are written here and only here.
+Every file goes through ``etils.epath`` (``_write`` / ``_read``), so ``W`` may be a ``gs://`` workdir.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
-import os
 
 import numpy as np
+from etils import epath
 
 from jaxtag.core import rundir, scoring
 
@@ -37,16 +39,31 @@ class Predictions:
   n_train: int = 0
 
 
+def _write(path: str, data: bytes | str) -> None:
+  """One whole file, local or remote (an object store writes whole objects anyway); its folder made first."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def exists(path: str) -> bool:
+  return epath.Path(path).exists()
+
+
+def read_json(path: str) -> dict:
+  return json.loads(epath.Path(path).read_text())
+
+
 def report_dir(workdir: str) -> str:
-  return os.path.join(workdir, rundir.REPORT)
+  return f"{str(workdir).rstrip('/')}/{rundir.REPORT}"
 
 
 def predictions_path(workdir: str, split: str) -> str:
-  return os.path.join(report_dir(workdir), f"predictions_{split}.npz")
+  return f"{report_dir(workdir)}/predictions_{split}.npz"
 
 
 def eval_json_path(workdir: str, split: str) -> str:
-  return os.path.join(report_dir(workdir), f"eval_{split}.json")
+  return f"{report_dir(workdir)}/eval_{split}.json"
 
 
 def require_evaluated(workdir: str, split: str, saved: str = "predictions") -> None:
@@ -55,14 +72,13 @@ def require_evaluated(workdir: str, split: str, saved: str = "predictions") -> N
   the model again."""
   from jaxtag.core import errors
   path = predictions_path(workdir, split) if saved == "predictions" else eval_json_path(workdir, split)
-  if not os.path.exists(path):
-    what = "no such directory" if not os.path.isdir(workdir) else f"no {os.path.basename(path)}"
+  if not epath.Path(path).exists():
+    what = "no such directory" if not epath.Path(workdir).is_dir() else f"no {epath.Path(path).name}"
     raise errors.MissingInput(f"{workdir}: {what}; evaluate the run first: jaxtag evaluate --workdir={workdir} "
                               f"--split={split}")
 
 
 def save_predictions(path: str, p: Predictions) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   arrays = {
       "song_ids": np.asarray(p.song_ids, str), "scores": np.asarray(p.scores, np.float32),
       "targets": np.asarray(p.targets, np.float32), "tags": np.asarray(p.tags, str),
@@ -72,12 +88,13 @@ def save_predictions(path: str, p: Predictions) -> None:
   for key in ("chunk_scores", "chunk_song", "train_pos", "train_cooc"):
     if getattr(p, key) is not None:
       arrays[key] = np.asarray(getattr(p, key))
-  with open(path, "wb") as f:
-    np.savez_compressed(f, **arrays)
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **arrays)
+  _write(path, buffer.getvalue())
 
 
 def load_predictions(path: str) -> Predictions:
-  with np.load(path, allow_pickle=False) as z:
+  with np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False) as z:
     opt = {k: z[k] for k in ("chunk_scores", "chunk_song", "train_pos", "train_cooc") if k in z}
     return Predictions(song_ids=z["song_ids"], scores=z["scores"], targets=z["targets"], tags=z["tags"],
                        dataset=str(z["dataset"]), split=str(z["split"]), step=int(z["step"]),
@@ -132,10 +149,11 @@ def per_tag_rows(metrics: dict, tags) -> list[dict]:
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-  with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
+  f = io.StringIO(newline="")
+  w = csv.DictWriter(f, fieldnames=list(rows[0]))
+  w.writeheader()
+  w.writerows(rows)
+  _write(path, f.getvalue())
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -157,29 +175,26 @@ def write_report(out_dir: str, p: Predictions, meta: dict) -> dict:
   Returns the JSON object that was written.
   """
   from jaxtag.core import plots   # matplotlib only when a report is written
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = str(out_dir).rstrip("/")
   m = scoring.macro_scores(p.targets, p.scores, p.tags)
   rows = per_tag_rows(m, p.tags)
   split = p.split
   summary = {k: m[k] for k in ("roc_auc", "pr_auc", "rmse", "n_songs", "n_tags", "missing_songs",
                                "skipped_tags")}
   summary.update(dataset=p.dataset, split=split, step=int(p.step), n_train=int(p.n_train), **meta)
-  with open(os.path.join(out_dir, f"eval_{split}.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  write_csv(os.path.join(out_dir, f"per_tag_{split}.csv"), rows)
+  _write(f"{out_dir}/eval_{split}.json", json.dumps(summary, indent=1))
+  write_csv(f"{out_dir}/per_tag_{split}.csv", rows)
   table = markdown_table(["tag", "positives", "prevalence %", "ROC-AUC %", "PR-AUC %"],
                          [[r["tag"], r["n_pos"], f"{100 * r['prevalence']:.2f}", _fmt(r["roc_auc"]),
                            _fmt(r["pr_auc"])] for r in rows])
-  with open(os.path.join(out_dir, f"per_tag_{split}.md"), "w") as f:
-    f.write(table)
+  _write(f"{out_dir}/per_tag_{split}.md", table)
   head = (f"# {meta.get('title', p.dataset)}\n\nmodel {meta.get('model', '?')}, step {p.step}, "
           f"{m['n_songs']} songs, {m['n_tags']} tags scored\n\n"
           + markdown_table(["ROC AUC %", "PR AUC %", "sqrt(MSE)"],
                            [[_fmt(m["roc_auc"]), _fmt(m["pr_auc"]), _fmt(m["rmse"], pct=False)]])
           + f"\nskipped tags (one class only): {', '.join(map(str, m['skipped_tags'])) or 'none'}\n"
           + f"songs without any readable chunk: {m['missing_songs']}\n\n## Per tag, by prevalence\n\n" + table)
-  with open(os.path.join(out_dir, f"report_{split}.md"), "w") as f:
-    f.write(head)
-  plots.per_tag_vs_prevalence(os.path.join(out_dir, f"per_tag_vs_prevalence_{split}.png"), rows)
-  plots.pr_curves(os.path.join(out_dir, f"pr_curves_{split}.png"), p.targets, p.scores, p.tags)
+  _write(f"{out_dir}/report_{split}.md", head)
+  plots.per_tag_vs_prevalence(f"{out_dir}/per_tag_vs_prevalence_{split}.png", rows)
+  plots.pr_curves(f"{out_dir}/pr_curves_{split}.png", p.targets, p.scores, p.tags)
   return summary

@@ -26,13 +26,15 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 
 import numpy as np
 from absl import flags
+from etils import epath
 
-from jaxtag.core import choices, rundir
+from jaxtag.core import choices, paths, rundir
 from jaxtag.serving import tag_inputs as inputs, tag_shards as shards, tag_worker as worker
 
 
@@ -128,7 +130,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   from jaxtag.serving import inference
   inputs.check_readable(spec)
   rundir.require_run(workdir)   # not a run directory: one line before any worker starts
-  if os.path.exists(out) and not os.path.isdir(out):
+  if epath.Path(out).exists() and not epath.Path(out).is_dir():
     raise choices.ConfigError(f"--out={out} is a file; give a directory for the output shards (new, or one "
                               "to resume)")
   choices.check("--format", fmt, shards.FORMATS)
@@ -141,15 +143,17 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
   contract, tags, B = engine.contract, engine.tags, engine.batch
   pi, pc = jax.process_index(), jax.process_count()
   try:
-    os.makedirs(out, exist_ok=True)
+    epath.Path(out).mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise choices.ConfigError(f"--out={out}: cannot make the output directory ({e.strerror or e})") from e
   if pi == 0:
-    shards._atomic_write(os.path.join(out, "tags.json"), json.dumps(list(tags)).encode())
+    shards._atomic_write(shards._join(out, "tags.json"), json.dumps(list(tags)).encode())
   done = shards.load_done(out)
   distributed.barrier("jaxtag.serving.tag: resume set read")   # before any process commits a new shard
   writer = shards.ShardWriter(out, pi, shard_size, shard_seconds, fmt)
-  scratch = os.path.join(out, ".scratch", f"p{pi:03d}")   # long files' decoded chunks, on their way in
+  # Long files' decoded chunks, on their way in: next to the output, or in a local folder when that is a bucket.
+  scratch = (tempfile.mkdtemp(prefix="jaxtag-tag-scratch-") if paths.is_remote(out)
+             else os.path.join(out, ".scratch", f"p{pi:03d}"))
   shutil.rmtree(scratch, ignore_errors=True)
   os.makedirs(scratch)
   source = _entries(spec, done, pi, pc)
@@ -273,7 +277,7 @@ def run(workdir: str, spec: str, out: str, *, top: int = 10, embeddings: bool = 
                           "failed_by_reason_process_0": dict(n_failed) if pi == 0 else None}}
   if pi == 0:
     summary.update(shards.finalize(out))
-    shards._atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=1).encode())
+    shards._atomic_write(shards._join(out, "summary.json"), json.dumps(summary, indent=1).encode())
   return summary
 
 
@@ -284,6 +288,8 @@ def main(argv):
   from absl import logging
   from jaxtag.core import distributed
   logging.set_verbosity(logging.WARNING)
+  from jaxtag.core import remote
+  remote.require_gcs(workdir=F.workdir, input=F.input, out=F.out)
   distributed.initialize(F.coordinator_address, F.num_processes, F.process_id)
   s = run(F.workdir, F.input, F.out, top=F.top, embeddings=F.embeddings, taggram=F.taggram, which=F.checkpoint,
           max_seconds=F.max_seconds, batch=F.batch, workers=F.workers, shard_size=F.shard_size,
@@ -293,7 +299,7 @@ def main(argv):
     print(f"done: {s['tagged']} files tagged, {s['failed']} failed {s['failed_by_reason']}, "
           f"{s['audio_hours']:.3f} audio hours in {s['shards']} shards; this run: {r['tagged']} tagged, "
           f"{r['failed']} failed, {r['files_per_s']:.2f} files/s, {r['audio_hours_per_hour']:.1f} audio-h/h "
-          f"-> {os.path.join(F.out, 'summary.json')}")
+          f"-> {shards._join(F.out, 'summary.json')}")
 
 
 if __name__ == "__main__":   # spawned decode workers re-import __main__

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
+from etils import epath
 
 from jaxtag.core import errors, paths
 
@@ -32,7 +33,12 @@ AUDIO_LIST_SUFFIXES = (".txt", ".lst", ".list")
 
 def check_readable(spec: str) -> None:
   """A directory, or a file whose start reads as UTF-8 text: otherwise one line (``errors.UserError``) before
-  any work starts, rather than a decode error half-way through the library."""
+  any work starts, rather than a decode error half-way through the library. A ``gs://`` input is checked for
+  existence only (the bucket's permissions show at the first read)."""
+  if paths.is_remote(spec):
+    if not epath.Path(spec).exists():
+      raise errors.MissingInput(f"--input={spec}: no such directory or file")
+    return
   if os.path.isdir(spec):
     if not os.access(spec, os.R_OK | os.X_OK):
       raise errors.UserError(f"--input={spec}: the directory cannot be read (permissions)")
@@ -55,13 +61,16 @@ def iter_entries(spec: str) -> Iterator[Entry]:
   a ``.jsonl`` manifest (``{"path": ...}`` per line, other keys ignored) or a text list (one path a line,
   blank lines and ``#`` comments skipped). Relative paths in lists and manifests are relative to the list's
   directory, as in the data layer's manifests."""
+  if paths.is_remote(spec) and epath.Path(spec).is_dir():
+    yield from _walk_remote(spec)
+    return
   if os.path.isdir(spec):
     yield from _walk(spec)
     return
   check_readable(spec)
-  base = os.path.dirname(os.path.abspath(spec))
+  base = paths.parent(spec)
   manifest = spec.endswith((".jsonl", ".json"))
-  with open(spec, encoding="utf-8") as f:
+  with epath.Path(spec).open("r") as f:
     for n, line in enumerate(f, 1):
       line = line.strip()
       if not line or line.startswith("#"):
@@ -87,6 +96,15 @@ def _walk(root: str) -> Iterator[Entry]:
     for name in sorted(files):
       if not name.startswith("."):
         yield Entry(os.path.join(d, name))
+
+
+def _walk_remote(root: str) -> Iterator[Entry]:
+  """Every object below a ``gs://`` folder, sorted, hidden names (a ``.``-prefixed part) skipped."""
+  root = str(root).rstrip("/")
+  found = (str(p) for p in epath.Path(root).rglob("*"))
+  for p in sorted(found):
+    if not any(part.startswith(".") for part in p[len(root) + 1:].split("/")) and epath.Path(p).is_file():
+      yield Entry(p)
 
 
 def my_share(entries, process_index: int, process_count: int):

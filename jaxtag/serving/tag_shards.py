@@ -7,18 +7,23 @@ failed files), ``.index/keys-*.npy`` (uint64 path keys of every file it covers, 
 SIGKILL at any moment leaves each shard either committed whole or absent (its sidecars then are orphans,
 ignored, and removed at the end of a completed run). A restart reads only the small key files of committed
 shards and skips those files: at most the shards in flight are lost, and no file appears twice.
+
+``OUTDIR`` may be a bucket (``gs://``): there every file is one object written whole (an object appears
+complete or not at all, so no temporary name is needed), through ``etils.epath`` like every remote path.
 """
 from __future__ import annotations
 
 import collections
-import glob
+import io
 import json
 import os
 import re
 import time
 
 import numpy as np
+from etils import epath
 
+from jaxtag.core import paths
 from jaxtag.serving import tag_inputs as inputs
 
 FORMATS = ("jsonl", "parquet")
@@ -26,6 +31,9 @@ _NAME = re.compile(r"tags-(p\d+-\d+)\.(jsonl|parquet)$")
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+  if paths.is_remote(path):   # one object, written whole
+    epath.Path(path).write_bytes(data)
+    return
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "wb") as f:
     f.write(data)
@@ -34,10 +42,19 @@ def _atomic_write(path: str, data: bytes) -> None:
   os.replace(tmp, path)
 
 
+def _join(*parts: str) -> str:
+  return "/".join([str(parts[0]).rstrip("/"), *parts[1:]])
+
+
+def _glob(folder: str, pattern: str) -> list[str]:
+  """Paths in ``folder`` (local or remote) whose name matches ``pattern``; none if it does not exist."""
+  folder = epath.Path(folder)
+  return [str(p) for p in folder.glob(pattern)] if folder.exists() else []
+
+
 def _tags_files(out: str) -> list[tuple[str, str, str]]:
   """``(shard id, format, path)`` of every committed tags file in ``out``, in shard order."""
-  return sorted((m.group(1), m.group(2), p) for p in glob.glob(os.path.join(out, "tags-p*"))
-                if (m := _NAME.search(p)))
+  return sorted((m.group(1), m.group(2), p) for p in _glob(out, "tags-p*") if (m := _NAME.search(p)))
 
 
 def committed(out: str) -> list[str]:
@@ -55,11 +72,11 @@ def read_rows(out: str) -> list[dict]:
   rows = []
   for _, fmt, p in _tags_files(out):
     if fmt == "jsonl":
-      with open(p) as f:
-        rows += [json.loads(line) for line in f]
+      rows += [json.loads(line) for line in epath.Path(p).read_text().splitlines()]
     else:
       import pyarrow.parquet as pq
-      rows += [{**r, "top": [[t["tag"], t["score"]] for t in r["top"]]} for r in pq.read_table(p).to_pylist()]
+      table = pq.read_table(io.BytesIO(epath.Path(p).read_bytes()))
+      rows += [{**r, "top": [[t["tag"], t["score"]] for t in r["top"]]} for r in table.to_pylist()]
   return rows
 
 
@@ -104,18 +121,18 @@ def _parquet(rows: list[dict]) -> bytes:
 
 
 def _index(out: str, kind: str, shard: str, ext: str) -> str:
-  return os.path.join(out, ".index", f"{kind}-{shard}.{ext}")
+  return _join(out, ".index", f"{kind}-{shard}.{ext}")
 
 
 def load_done(out: str) -> inputs.DoneSet:
   """Path keys of every file (tagged or failed) in a committed shard."""
-  keys = [np.load(_index(out, "keys", s, "npy")) for s in committed(out)]
+  keys = [np.load(io.BytesIO(epath.Path(_index(out, "keys", s, "npy")).read_bytes())) for s in committed(out)]
   return inputs.DoneSet(np.concatenate(keys) if keys else np.zeros(0, np.uint64))
 
 
 def next_sequence(out: str) -> int:
   """1 + the highest shard number anywhere in ``out`` (committed or orphaned), so names never collide."""
-  names = glob.glob(os.path.join(out, "tags-p*")) + glob.glob(os.path.join(out, ".index", "*"))
+  names = _glob(out, "tags-p*") + _glob(_join(out, ".index"), "*")
   seqs = [int(m.group(1)) for p in names if (m := re.search(r"-p\d+-(\d+)\.", os.path.basename(p)))]
   return max(seqs, default=0) + 1
 
@@ -127,7 +144,7 @@ class ShardWriter:
     if fmt not in FORMATS:
       raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     self.out, self.process, self.size, self.seconds, self.format = out, process_index, size, seconds, fmt
-    os.makedirs(os.path.join(out, ".index"), exist_ok=True)
+    epath.Path(_join(out, ".index")).mkdir(parents=True, exist_ok=True)
     self.seq = next_sequence(out)
     self._reset()
     self.shards_written = 0
@@ -166,15 +183,14 @@ class ShardWriter:
     shard = f"p{self.process:03d}-{self.seq:06d}"
     text = lambda lines: "".join(s + "\n" for s in lines).encode()
     _atomic_write(_index(self.out, "errors", shard, "jsonl"), text(self.errors))
-    keys = np.asarray(self.keys, np.uint64)
-    tmp = _index(self.out, "keys", shard, "npy") + f".tmp-{os.getpid()}.npy"
-    np.save(tmp, keys)
-    os.replace(tmp, _index(self.out, "keys", shard, "npy"))
+    keys = io.BytesIO()
+    np.save(keys, np.asarray(self.keys, np.uint64))
+    _atomic_write(_index(self.out, "keys", shard, "npy"), keys.getvalue())
     meta = {"shard": shard, "tagged": len(self.rows), "tagged_seconds": self.tagged_seconds,
             "failed": dict(self.failed)}
     _atomic_write(_index(self.out, "meta", shard, "json"), json.dumps(meta).encode())
     encode = _parquet if self.format == "parquet" else _jsonl
-    _atomic_write(os.path.join(self.out, f"tags-{shard}.{self.format}"), encode(self.rows))
+    _atomic_write(_join(self.out, f"tags-{shard}.{self.format}"), encode(self.rows))
     self.seq += 1
     self.shards_written += 1
     self._reset()
@@ -186,20 +202,18 @@ def finalize(out: str) -> dict:
   shards = committed(out)
   errors, tagged, seconds, failed = [], 0, 0.0, collections.Counter()
   for s in shards:
-    with open(_index(out, "errors", s, "jsonl"), "rb") as f:
-      errors.append(f.read())
-    with open(_index(out, "meta", s, "json")) as f:
-      meta = json.load(f)
+    errors.append(epath.Path(_index(out, "errors", s, "jsonl")).read_bytes())
+    meta = json.loads(epath.Path(_index(out, "meta", s, "json")).read_text())
     tagged += meta["tagged"]
     seconds += meta["tagged_seconds"]
     failed.update(meta["failed"])
-  _atomic_write(os.path.join(out, "errors.jsonl"), b"".join(errors))
+  _atomic_write(_join(out, "errors.jsonl"), b"".join(errors))
   keep = set(shards)
-  for p in glob.glob(os.path.join(out, ".index", "*")):
+  for p in _glob(_join(out, ".index"), "*"):
     m = re.search(r"-(p\d+-\d+)\.", os.path.basename(p))
     if m and m.group(1) not in keep or ".tmp-" in p:
-      os.remove(p)
-  for p in glob.glob(os.path.join(out, "*.tmp-*")):
-    os.remove(p)
+      epath.Path(p).unlink()
+  for p in _glob(out, "*.tmp-*"):
+    epath.Path(p).unlink()
   return {"tagged": tagged, "failed": sum(failed.values()), "failed_by_reason": dict(sorted(failed.items())),
           "audio_hours": seconds / 3600, "shards": len(shards)}

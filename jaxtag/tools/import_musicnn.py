@@ -2,9 +2,9 @@
 
   python -m jaxtag.tools.import_musicnn --weights=MTT_musicnn_weights.npz --out=runs/MTT_musicnn
 
-``--weights`` is an npz of TF variable name -> array (``../shared/musicnn_ref/*_weights.npz``) or, where
-TensorFlow is installed, a TF checkpoint directory of the ``musicnn`` PyPI package
-(``.../site-packages/musicnn/MTT_musicnn``). The model (MTT/MSD x musicnn/vgg) is read from the name
+``--weights`` is an npz of TF variable name -> array (``../shared/musicnn_ref/*_weights.npz``) or a TF
+checkpoint directory of the ``musicnn`` PyPI package (``.../site-packages/musicnn/MTT_musicnn``), read without
+TensorFlow (``jaxtag.tools.tf_checkpoint``). The model (MTT/MSD x musicnn/vgg) is read from the name
 unless ``--model`` is given. The output directory holds ``config.json``, ``tags.json`` and a checkpoint
 that ``jaxtag.evaluation.evaluate`` / ``jaxtag.serving.predict`` load like a trained run.
 """
@@ -55,18 +55,13 @@ def variable_map(model) -> list:
 
 
 def read_weights(path: str) -> dict[str, np.ndarray]:
-  """TF variable name -> float32 array, from an npz or (with TensorFlow) a musicnn checkpoint directory."""
-  if os.path.isdir(path):
-    try:
-      import tensorflow as tf     # optional: pip install tensorflow
-    except ImportError as e:
-      raise errors.UserError(f"--weights={path} is a TF checkpoint directory: reading it needs TensorFlow "
-                             "(pip install tensorflow), or give the *_weights.npz") from e
-    # The package's checkpoints have an empty file prefix (MTT_musicnn/.index), hence the trailing slash.
-    reader = tf.compat.v1.train.NewCheckpointReader(os.path.join(path, ""))
-    names = reader.get_variable_to_shape_map()
-    return {n: np.asarray(reader.get_tensor(n), np.float32) for n in names
-            if not (n.endswith("/Adam") or n.endswith("/Adam_1") or n.startswith("beta"))}
+  """TF variable name -> float32 array, from an npz or a TF checkpoint (directory, prefix or ``.index``); the
+  optimizer's slots (``*/Adam``, ``*/Adam_1``, ``beta*_power``) and step counters are not weights."""
+  if os.path.isdir(path) or str(path).endswith(".index") or os.path.exists(f"{path}.index"):
+    from jaxtag.tools import tf_checkpoint
+    tensors = tf_checkpoint.read_checkpoint(str(path))
+    return {n: np.asarray(v, np.float32) for n, v in tensors.items()
+            if not (n.endswith("/Adam") or n.endswith("/Adam_1") or n.startswith("beta") or n == "global_step")}
   with np.load(path) as data:
     return {k: np.asarray(data[k], np.float32) for k in data.files}
 
