@@ -7,7 +7,7 @@ A leaf module: it imports nothing of jaxtag.
 """
 from __future__ import annotations
 
-DATASETS = ("generated", "rendered", "mtt", "msd", "manifest")
+DATASETS = ("generated", "rendered", "testbed", "mtt", "msd", "manifest")
 SPLITS = ("train", "valid", "test")
 MTT_SPLITS = ("pons", "clean")
 SHORT_POLICIES = ("pad", "skip")            # songs shorter than one chunk
