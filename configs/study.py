@@ -16,7 +16,7 @@ from configs import smoke
 from jaxtag.core import config as config_lib
 
 
-STUDY_FLAGS = ("tiny", "paper", "testbed")
+STUDY_FLAGS = ("tiny", "paper", "testbed", "dry")
 
 
 def get_config(arg=None):
@@ -62,4 +62,12 @@ def get_config(arg=None):
                    eval_every=100, checkpoint_every=500, log_every=100, early_stopping_patience=4)
     c.eval.batch_size = 256
     c.study.update(train_sizes=(225, 600, "all"), seeds=(0, 1, 2))   # "all": the ~1,800-song pool, 8x
+  if "dry" in items:   # launch/study_gpu.sh --dry-run: the same script on CPU, a 40-clip testbed, 2 steps a cell
+    c.data.update(dataset="testbed", generated_n=40, generated_clip_seconds=3.0, chunk_seconds=1.5, num_workers=0)
+    c.model.update(waveform_width=1, waveform_scale=0.25, waveform_layers=7, spectrogram_k=2, backend_filters=8,
+                   backend_units=16, width=0.25)
+    c.train.update(steps=args.get("steps", 2), global_batch_size=4, eval_every=2, checkpoint_every=2, log_every=1,
+                   metrics_every=1, early_stopping_patience=0)
+    c.eval.update(batch_size=8, max_songs=0)
+    c.study.update(train_sizes=(8, "all"), seeds=(0,), min_test_positives=1, n_boot=50)
   return c

@@ -2,7 +2,7 @@
 
 ``python -m jaxtag.analyze.invisibility --n=400`` (or ``--manifest=M``): for every invisible tag of
 ``jaxtag.data.render.evidence``, three probes are fit on half the clips (artist-disjoint halves when the rows
-name artists) and scored on the other half (ROC-AUC):
+name artists) and scored on the other half, then the other way round (mean ROC-AUC of the two folds):
 
 - *log-mel probe*: an L2 logistic regression on per-band statistics (mean, std, mean |delta|) of a log-mel of
   the paper's shape (96 Slaney bands, 512-sample Hann window, 256 hop, 16 kHz): 288 features;
@@ -51,7 +51,11 @@ def halves(n: int, groups=None, seed: int = 0) -> np.ndarray:
 
 
 def probe_auc(x: np.ndarray, y: np.ndarray, fit: np.ndarray, model: str = "logistic") -> float:
-  """Held-out ROC-AUC of a probe fit on the ``fit`` rows and scored on the others."""
+  """Held-out ROC-AUC, two-fold: fit on the ``fit`` rows and score the others, then the other way round; the mean."""
+  return 0.5 * (_one_way(x, y, fit, model) + _one_way(x, y, ~fit, model))
+
+
+def _one_way(x: np.ndarray, y: np.ndarray, fit: np.ndarray, model: str) -> float:
   from sklearn.linear_model import LogisticRegression
   from sklearn.metrics import roc_auc_score
   x = np.asarray(x, np.float64).reshape(len(y), -1)

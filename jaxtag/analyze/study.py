@@ -121,6 +121,20 @@ def run_cell(module, cell: dict, workdir: str, extra: str = "", overrides: dict 
   return _once(workdir, compute)
 
 
+def baseline_sizes(config_path: str, extra: str = "", overrides: dict | None = None) -> list[int]:
+  """The study's resolved train sizes (what ``run_baselines`` fits a GBT for)."""
+  module = load_config_module(config_path)
+  return sorted({c["train_size"] for c in cells(module.get_config(extra or None).study,
+                                                study_data(module, extra, overrides)["pool"])})
+
+
+def run_baselines(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> None:
+  """Only the GBT baselines of every size (the CPU half of ``launch/study_gpu.sh``)."""
+  module = load_config_module(config_path)
+  for size in baseline_sizes(config_path, extra, overrides):
+    run_baseline(module, size, os.path.join(workdir, "baseline", f"n{size}"), extra, overrides)
+
+
 def run_baseline(module, size: int, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
   from jaxtag.analyze import baseline
 
@@ -203,8 +217,11 @@ def copy_cell(cell_dir: str, dest: str) -> None:
       shutil.copy2(src, os.path.join(dest, os.path.basename(src)))
 
 
-def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None, copy_to: str = "") -> dict:
-  """Runs every missing cell (and baseline), then writes the table, the figures and the statistics."""
+def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None, copy_to: str = "",
+        baseline: bool = True) -> dict:
+  """Runs every missing cell (and baseline), then writes the table, the figures and the statistics.
+  ``baseline=False`` runs no GBT but reports the finished ones (``launch/study_gpu.sh`` fits them on the CPU
+  cores in a second process while the GPU trains, then reruns the study to write the final tables)."""
   from jaxtag.analyze import scaling, study_stats
   module = load_config_module(config_path)
   study = module.get_config(extra or None).study
@@ -228,6 +245,8 @@ def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None 
   if study.baseline:
     for size in sizes:
       bdir = os.path.join(workdir, "baseline", f"n{size}")
+      if not baseline and not os.path.exists(os.path.join(bdir, CELL_DONE)):
+        continue
       base_rows.append(run_baseline(module, size, bdir, extra, overrides))
       baseline_dirs[base_rows[-1]["n_train"]] = bdir
   for r in rows:   # cells finished before the cap / best step were recorded: read them from summary.json
@@ -264,7 +283,7 @@ def main(argv):
   overrides = dict(kv.split("=", 1) for kv in FLAGS.set)
   try:
     res = run(config_path, FLAGS.workdir, extra, overrides, FLAGS.copy_to or os.environ.get("OUT", "") if
-              FLAGS.copy_to != "-" else "")
+              FLAGS.copy_to != "-" else "", FLAGS.baseline)
   except Interrupted as e:
     logging.warning("%s", e)
     return
@@ -276,6 +295,7 @@ def define_flags():
   flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py:testbed.")
   flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).")
   flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every cell, e.g. data.cache_dir=/tmp/c.")
+  flags.DEFINE_bool("baseline", True, "Fit the per-size GBT baselines (false: report only finished ones).")
   flags.DEFINE_string("copy_to", "", "Copy each finished cell's results here as it finishes (default $OUT if "
                       "set; '-' for never).")
 
