@@ -127,3 +127,31 @@ def test_slurm_time_limit_signal_saves_a_checkpoint_and_requeues(tmp_path, corpu
   saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert len(saved) == 1 and 0 < saved[0] < 400 and f"saved step {saved[0]}" in err
   assert log.read_text().splitlines()[-1] == "scontrol requeue 4242", err[-2000:]
+
+
+def test_study_gpu_dry_run_runs_the_script_end_to_end_on_cpu(tmp_path):
+  """``launch/study_gpu.sh --dry-run``: the GPU study's own script on CPU with tiny sizes (a 40-clip testbed
+  with a one-piece-per-composer score table, 2 steps a cell, sizes 8 and the whole pool, both front-ends, the
+  GBT in the background); finished cells land in $OUT as they finish, and the statistics are written."""
+  import json
+  import subprocess
+  import sys
+  out = tmp_path / "out"
+  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, JAXTAG_CACHE=str(tmp_path / "cache"))
+  proc = subprocess.run(["bash", "launch/study_gpu.sh", "--dry-run", str(tmp_path / "w")], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "[study_gpu] study done" in proc.stdout
+  res = json.load(open(tmp_path / "w" / "study.json"))
+  pool = res["train_pool"]
+  assert sorted({c["n_train"] for c in res["cells"]}) == [8, pool]            # "all" = the whole pool
+  assert {c["frontend"] for c in res["cells"]} == {"waveform", "spectrogram"}
+  assert all(c["cap"] == 2 for c in res["cells"])
+  assert res["per_size"][0]["sets"]["all"]["diff_ci"] is not None
+  assert {r["model"] for r in res["rows"]} >= {"baseline"}                     # the background GBT was reported
+  for c in res["cells"]:
+    assert (out / "cells" / c["name"] / "study_cell.json").exists()
+  assert (out / "study.md").exists() and (out / "study.png").exists()
+  bad = subprocess.run(["bash", "launch/study_gpu.sh", "--wheels=/nonexistent"], cwd=ROOT, capture_output=True,
+                       text=True, env=env)
+  assert bad.returncode == 2 and bad.stderr.startswith("error:")

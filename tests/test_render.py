@@ -107,3 +107,32 @@ def test_rendered_dataset_hook_caches_the_corpus(cache):
   assert idx.graded and len(idx.songs) == 4 and idx.tags == list(label.TAGS)
   assert os.path.isdir(corpus.corpus_dir(4, 3, 1.0, "flac", cache))
   assert all(s.targets.max() > 0 for s in idx.songs)
+
+
+def test_testbed_clips_are_deterministic_clean_and_grouped_by_family(cache, tmp_path):
+  """The testbed: a clip is a pure function of its index, tags are the clean facts plus the evidence states
+  (every tag in a family), the noisy MTT-like tags stay beside them, and ``data.dataset='testbed'`` loads it."""
+  import json
+  from jaxtag.data import index as data_index
+  from jaxtag.data.render import evidence, testbed
+  a, row = testbed.render_clip(5, 12, 3, 2.0, cache_dir=cache)
+  b, again = testbed.render_clip(5, 12, 3, 2.0, cache_dir=cache)
+  assert np.array_equal(a, b) and row == again and len(a) == 32000
+  assert set(row["tags"]) <= set(testbed.TAGS) and row["noisy_tags"] is not None
+  assert all(testbed.FAMILY_OF[t] for t in row["tags"])
+  assert set(row["tags"]) & set(row["clean_tags"]) == {t for t in row["clean_tags"] if t in testbed.TAGS}
+  assert set(testbed.KIND.values()) == {"visible", "invisible"}
+  assert {testbed.FAMILY_OF[t] for t in evidence.TAGS} == {"phase", "timing", "fine pitch"}
+  path = testbed.generate(str(tmp_path / "tb"), 12, 3, 2.0, workers=1, cache_dir=cache)
+  fams = json.load(open(tmp_path / "tb" / "families.json"))
+  assert fams["families"]["flam"] == "timing" and fams["kinds"]["timing"] == "invisible"
+  rows = [json.loads(line) for line in open(path)]
+  assert {r["split"] for r in rows} <= {"train", "valid", "test"} and rows[5]["tags"] == row["tags"]
+  from jaxtag.core import config as config_lib
+  c = config_lib.base_config()
+  c.data.update(dataset="testbed", generated_n=12, generated_seed=3, generated_clip_seconds=2.0, cache_dir=cache)
+  testbed_dir = testbed.corpus_dir(12, 3, 2.0, "flac", cache)
+  os.rename(str(tmp_path / "tb"), testbed_dir)          # the cache location load_songs reads
+  idx = data_index.load_songs(c.data)
+  assert list(idx.tags) == list(testbed.TAGS) and len(idx.songs) == 12
+  assert data_index.tag_families(c.data, idx.tags)["detuned"] == "fine pitch"

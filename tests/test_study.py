@@ -29,12 +29,15 @@ def test_study_resumes_a_half_finished_cell_and_skips_done_cells(tmp_path):
   assert [(r["train_size"], r["n_train"]) for r in res["rows"]] == [(8, 8)]
   done = os.path.getmtime(os.path.join(half, study.CELL_DONE))
   md = open(tmp_path / "study" / "study.md").read()
-  assert "| Spectrogram | 8 |" in md and "±" in md
+  assert "| Spectrogram | 8 | " in md and "[" in md and "Scored tags (test positives)" in md
+  (cell_row,) = json.load(open(tmp_path / "study" / "study.json"))["cells"]
+  assert cell_row["best_step"] in (2, 4) and cell_row["cap"] == 4 and cell_row["test_songs"] == 4
   assert os.path.getsize(tmp_path / "study" / "study.png") > 1000
   assert os.path.exists(tmp_path / "study" / "scaling" / "scaling.md")
 
   again = study.run(CONFIG, str(tmp_path / "study"), "tiny", overrides)   # everything done: nothing retrains
   assert again["rows"] == res["rows"]
+  assert os.path.getsize(tmp_path / "study" / "curves.png") > 1000
   assert done == os.path.getmtime(os.path.join(half, study.CELL_DONE)) and _logged_steps(half) == [2, 4]
 
 

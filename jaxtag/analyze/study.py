@@ -12,6 +12,11 @@ skipped, so rerunning the command after a stop picks up exactly where it was. Th
 once per train size. At the end it writes ``WORKDIR/study.md`` (the seed's table, mean +- spread over seeds),
 ``study.json``, ``study.png`` (ROC-AUC and PR-AUC vs train size with the seed spread) and
 ``jaxtag.analyze scaling``'s report in ``scaling/``.
+
+Sizes: ``"all"`` (or 0) is the whole train pool; the pool is read once at start and a size above it is
+refused there, in one line, before any cell trains. Cells train with early stopping on validation under a
+step cap (``train.steps``); ``study_stats`` gives the intervals (paired bootstrap over artists), the
+per-family differences, the learning curves and the crossover verdict, and marks under-trained cells.
 """
 from __future__ import annotations
 
@@ -27,10 +32,35 @@ from jaxtag.core import choices, config as config_lib
 CELL_DONE = "study_cell.json"
 
 
-def cells(study) -> list[dict]:
-  """Every (front-end, train size, seed), smallest size first (the cheap cells finish first)."""
+ALL = "all"
+
+
+def resolve_sizes(sizes, pool: int) -> list[int]:
+  """The study's train sizes as song counts: ``"all"`` / 0 is the whole pool; a size above the pool is a
+  UserError naming the pool (raised at start, before any cell trains, never mid-study)."""
+  from jaxtag.core.errors import UserError
+  out = []
+  for n in sizes:
+    if str(n).strip().lower() in (ALL, "0"):
+      out.append(int(pool))
+      continue
+    try:
+      n = int(n)
+    except ValueError:
+      raise UserError(f"study.train_sizes: {n!r} is not a number of songs or 'all'") from None
+    if n > pool or n < 1:
+      raise UserError(f"study.train_sizes: {n} is outside the train pool of {pool} songs; use a size in "
+                      f"1..{pool} or 'all' for the whole pool")
+    out.append(n)
+  return sorted(set(out))
+
+
+def cells(study, pool: int | None = None) -> list[dict]:
+  """Every (front-end, train size, seed), smallest size first (the cheap cells finish first). With ``pool``
+  the sizes go through ``resolve_sizes`` ("all" -> the pool)."""
+  sizes = resolve_sizes(study.train_sizes, pool) if pool is not None else [int(n) for n in study.train_sizes]
   return [{"frontend": f, "train_size": int(n), "seed": int(s), "name": f"{f}-n{n}-s{s}"}
-          for n in study.train_sizes for s in study.seeds for f in study.frontends]
+          for n in sizes for s in study.seeds for f in study.frontends]
 
 
 def cell_arg(cell: dict, extra: str = "") -> str:
@@ -78,13 +108,32 @@ def run_cell(config, cell: dict, workdir: str) -> dict:
   def compute():
     t0 = time.time()
     summary = train.train_and_evaluate(config, workdir)
-    if summary.get("stopped_by"):   # SIGTERM/SIGINT: the trainer saved and returned; the cell is not finished
+    if summary.get("stopped_by") not in (None, "", "early_stopping"):   # SIGTERM/SIGINT: not finished
       raise Interrupted(f"study stopped by {summary['stopped_by']} in cell {cell['name']} at step "
                         f"{summary.get('step')}; rerun the same command to resume it")
     e = evaluate.evaluate(workdir, "test")
     return {**cell, "model": cell["frontend"], "n_train": int(e["n_train"]), "roc_auc": float(e["roc_auc"]),
-            "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1)}
+            "pr_auc": float(e["pr_auc"]), "rmse": float(e["rmse"]), "seconds": round(time.time() - t0, 1),
+            "best_step": int(summary.get("best_step") or summary.get("step") or 0),
+            "cap": int(config.train.steps), "stopped_by": summary.get("stopped_by") or ""}
   return _once(workdir, compute)
+
+
+def baseline_sizes(config_path: str, extra: str = "", overrides: dict | None = None) -> list[int]:
+  """The study's resolved train sizes (what ``run_baselines`` fits a GBT for)."""
+  study = cell_config(config_path, extra, overrides).study
+  return sorted({c["train_size"] for c in cells(study, study_data(config_path, extra, overrides)["pool"])})
+
+
+def baseline_config(config_path: str, size: int, extra: str = "", overrides: dict | None = None):
+  return cell_config(config_path, ",".join(filter(None, [f"train_size={size}", extra])), overrides)
+
+
+def run_baselines(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> None:
+  """Only the GBT baselines of every size (the CPU half of ``launch/study_gpu.sh``)."""
+  for size in baseline_sizes(config_path, extra, overrides):
+    run_baseline(baseline_config(config_path, size, extra, overrides), size,
+                 os.path.join(workdir, "baseline", f"n{size}"))
 
 
 def run_baseline(config, size: int, workdir: str) -> dict:
@@ -142,41 +191,92 @@ def plot(path: str, agg: list[dict], title: str = "") -> None:
   plt.close(fig)
 
 
-def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None) -> dict:
-  """Runs every missing cell (and baseline), then writes the table, the figure and the scaling report."""
+def study_data(config_path: str, extra: str, overrides: dict | None) -> dict:
+  """The train pool's size, the test songs' artists and the tag families, read once before any cell runs
+  (for a rendered corpus this is where it is made)."""
+  from jaxtag.data import index as data_index
+  config = cell_config(config_path, ",".join(filter(None, [extra, "train_size=0"])), overrides)
+  idx = data_index.load_songs(config.data)
+  test = idx.split("test")
+  return {"pool": int(idx.train_pool), "artist_of": {str(s.id): str(s.artist or s.id) for s in test},
+          "families": data_index.tag_families(config.data, idx.tags), "kinds": data_index.family_kinds(config.data),
+          "title": config.data.get("dataset_title", "") or config.data.dataset}
+
+
+def copy_cell(cell_dir: str, dest: str) -> None:
+  """A finished cell's small results (done marker, summary, metrics, test eval and predictions) into
+  ``dest`` (e.g. the lent machine's $OUT), so they survive a run cut short."""
+  import shutil
+  from jaxtag.evaluation import report
+  os.makedirs(dest, exist_ok=True)
+  for src in (os.path.join(cell_dir, CELL_DONE), os.path.join(cell_dir, "summary.json"),
+              os.path.join(cell_dir, "metrics.jsonl"), report.eval_json_path(cell_dir, "test"),
+              report.predictions_path(cell_dir, "test")):
+    if os.path.exists(src):
+      shutil.copy2(src, os.path.join(dest, os.path.basename(src)))
+
+
+def run(config_path: str, workdir: str, extra: str = "", overrides: dict | None = None, copy_to: str = "",
+        baseline: bool = True) -> dict:
+  """Runs every missing cell (and baseline), then writes the table, the figures and the statistics.
+  ``baseline=False`` runs no GBT but reports the finished ones (``launch/study_gpu.sh`` fits them on the CPU
+  cores in a second process while the GPU trains, then reruns the study to write the final tables)."""
+  from jaxtag.analyze import scaling, study_stats
   study = cell_config(config_path, extra, overrides).study
-  todo = cells(study)
-  if not todo:
+  if not (study.frontends and study.train_sizes and study.seeds):
     raise choices.ConfigError(f"--config={config_path}: the study has no cells (study.frontends, "
                               "study.train_sizes and study.seeds must each list at least one)")
-  sizes = sorted(set(study.train_sizes)) if study.baseline else []
+  data = study_data(config_path, extra, overrides)
+  todo = cells(study, data["pool"])          # sizes checked against the pool here, before any training
+  sizes = sorted({c["train_size"] for c in todo})
   # every cell's config is checked before the first one trains (a mistake in the last cell fails now)
   configs = [cell_config(config_path, cell_arg(cell, extra), overrides) for cell in todo]
-  baselines = [cell_config(config_path, ",".join(filter(None, [f"train_size={n}", extra])), overrides) for n in sizes]
+  logging.info("study: train pool %d songs, sizes %s, %d cells", data["pool"], sizes, len(todo))
   rows, t0 = [], time.time()
   for k, (cell, config) in enumerate(zip(todo, configs)):
     cdir = os.path.join(workdir, "cells", cell["name"])
     was_done = os.path.exists(os.path.join(cdir, CELL_DONE))
-    rows.append(run_cell(config, cell, cdir))
+    rows.append({**run_cell(config, cell, cdir), "dir": cdir})
+    if copy_to:
+      copy_cell(cdir, os.path.join(copy_to, "cells", cell["name"]))
     if not was_done:
       rate = (time.time() - t0) / (k + 1)
       logging.info("study: cell %s done (%d/%d), ETA %.0f s", cell["name"], k + 1, len(todo),
                    rate * (len(todo) - k - 1))
-  for size, config in zip(sizes, baselines):
-    rows.append(run_baseline(config, int(size), os.path.join(workdir, "baseline", f"n{size}")))
-  agg = aggregate(rows)
-  md = table(agg)
-  with open(os.path.join(workdir, "study.md"), "w") as f:
-    f.write(f"# Study: waveform vs spectrogram over training size (test split, {len(study.seeds)} seeds)\n\n{md}\n")
-  plot(os.path.join(workdir, "study.png"), agg)
-  from jaxtag.analyze import scaling
-  dirs = [os.path.join(workdir, "cells", c["name"]) for c in todo]
+  baseline_dirs = {}
+  base_rows = []
   if study.baseline:
-    dirs += [os.path.join(workdir, "baseline", f"n{max(study.train_sizes)}")]
+    for size in sizes:
+      bdir = os.path.join(workdir, "baseline", f"n{size}")
+      if not baseline and not os.path.exists(os.path.join(bdir, CELL_DONE)):
+        continue
+      base_rows.append(run_baseline(baseline_config(config_path, size, extra, overrides), size, bdir))
+      baseline_dirs[base_rows[-1]["n_train"]] = bdir
+  for r in rows:   # cells finished before the cap / best step were recorded: read them from summary.json
+    if "best_step" not in r:
+      with open(os.path.join(r["dir"], "summary.json")) as f:
+        summ = json.load(f)
+      r.update(best_step=int(summ.get("best_step") or summ.get("step") or 0),
+               cap=int(cell_config(config_path, cell_arg(r, extra), overrides).train.steps))
+  stats = study_stats.analyse(rows, data["artist_of"], data["families"], data["kinds"],
+                              int(study.get("min_test_positives", 30)), int(study.get("n_boot", 1000)), 0,
+                              float(study.get("undertrained_fraction", 0.2)), baseline_dirs)
+  agg = aggregate(rows + base_rows)
+  title = (f"Study: waveform vs spectrogram over training size ({data['title']}, test split, "
+           f"{len(study.seeds)} seeds)")
+  md = study_stats.write(workdir, {**stats, "aggregate": agg}, title)
+  study_stats.plot_curves(os.path.join(workdir, "curves.png"), rows)
+  dirs = [r["dir"] for r in rows] + ([baseline_dirs[max(baseline_dirs)]] if baseline_dirs else [])
   scaling_result = scaling.run(dirs, "test", os.path.join(workdir, "scaling"))
-  result = {"rows": rows, "aggregate": agg, "table": md, "crossover_train_size": scaling_result["crossover_train_size"]}
+  result = {**stats, "rows": [{k: v for k, v in r.items() if k != "dir"} for r in rows + base_rows],
+            "aggregate": agg, "table": md, "train_pool": data["pool"],
+            "crossover_train_size": scaling_result["crossover_train_size"]}
   with open(os.path.join(workdir, "study.json"), "w") as f:
     json.dump(result, f, indent=1)
+  if copy_to:
+    import shutil
+    for name in ("study.md", "study.json", "study.png", "curves.png"):
+      shutil.copy2(os.path.join(workdir, name), os.path.join(copy_to, name))
   return result
 
 
@@ -188,19 +288,23 @@ def main(argv):
   if os.path.isfile(FLAGS.workdir):
     raise choices.ConfigError(f"--workdir={FLAGS.workdir} is a file; give a directory (new, or a study to resume)")
   try:
-    res = run(config_path, FLAGS.workdir, extra, overrides)
+    res = run(config_path, FLAGS.workdir, extra, overrides, FLAGS.copy_to or os.environ.get("OUT", "") if
+              FLAGS.copy_to != "-" else "", FLAGS.baseline)
   except Interrupted as e:
     logging.warning("%s", e)
     return
   print(res["table"])
-  print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover (train songs): {res['crossover_train_size']}")
+  print(f"figure: {os.path.join(FLAGS.workdir, 'study.png')}; crossover: {res['crossover'].get('all')}")
 
 
 def define_flags():
   """Flags exist only when run as a program, so that tools can be imported together (tests)."""
-  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py.")
+  flags.DEFINE_string("config", None, "Study config file (optionally :args), e.g. configs/study.py:testbed.")
   flags.DEFINE_string("workdir", None, "Study directory (one run directory per cell under cells/).")
   flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every cell, e.g. data.cache_dir=/tmp/c.")
+  flags.DEFINE_bool("baseline", True, "Fit the per-size GBT baselines (false: report only finished ones).")
+  flags.DEFINE_string("copy_to", "", "Copy each finished cell's results here as it finishes (default $OUT if "
+                      "set; '-' for never).")
 
 
 FLAGS = flags.FLAGS

@@ -7,7 +7,7 @@ and checks every config against them at start. ``MODELS`` are the model registry
 """
 from __future__ import annotations
 
-DATASETS = ("generated", "rendered", "mtt", "msd", "manifest")
+DATASETS = ("generated", "rendered", "testbed", "mtt", "msd", "manifest")
 SPLITS = ("train", "valid", "test")
 MTT_SPLITS = ("pons", "clean")
 SHORT_POLICIES = ("pad", "skip")            # songs shorter than one chunk

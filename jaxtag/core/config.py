@@ -153,6 +153,12 @@ def _checkpoint_problem(which: str) -> str | None:
   return None if which in ("best", "latest") or which.isdigit() else "not a checkpoint of init.workdir"
 
 
+def _train_size_problem(size) -> str | None:
+  if isinstance(size, str):
+    return None if size.strip().lower() == "all" else "not a number of songs or 'all'"
+  return None if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else "not a number of songs >= 1"
+
+
 SCHEMA: tuple[Key, ...] = (
   Key("experiment", "base", "the experiment's name (reports, hparams)"),
   Key("seed", 0, "seed of the parameters, dropout and the data order", ge=0),
@@ -286,9 +292,14 @@ SCHEMA: tuple[Key, ...] = (
   # ---- the study's cells (configs/study.py; jaxtag.analyze.study) --------------------------------------------
   Key("study.frontends", ("waveform", "spectrogram"), "the front-ends compared, one cell each",
       choices=("waveform", "spectrogram")),
-  Key("study.train_sizes", (120, 240, 477), "nested train subsets (each <= the train pool)", ge=1),
+  Key("study.train_sizes", (120, 240, "all"), "nested train subsets (each <= the train pool, checked at start)",
+      item=object, check=_train_size_problem, allowed="a number of songs >= 1, or 'all' (the whole train pool)"),
   Key("study.seeds", (0, 1), "seeds per (model, train size)", ge=0),
   Key("study.baseline", True, "also the per-tag GBT baseline once per train size"),
+  Key("study.min_test_positives", 30, "a tag is scored only with at least this many test positives", ge=1),
+  Key("study.n_boot", 1000, "artist-resampling bootstrap replicates for every interval", ge=10),
+  Key("study.undertrained_fraction", 0.2, "a cell whose best step falls in this last fraction of the step cap is "
+      "marked under-trained", gt=0, lt=1),
 )
 KEYS = {k.name: k for k in SCHEMA}
 OPTIONAL_SECTIONS = {"study": "only in configs that drive jaxtag.analyze.study"}
@@ -520,7 +531,8 @@ def markdown() -> str:
       section = here
       note = f" ({OPTIONAL_SECTIONS[here]})" if here in OPTIONAL_SECTIONS else ""
       lines += ["", f"## {section}{note}", "", "| key | type | default | allowed | doc |", "|---|---|---|---|---|"]
-    typ = f"tuple[{key.item_type.__name__}]" if key.type is tuple else key.type.__name__
+    typ = (f"tuple[{'int or str' if key.item_type is object else key.item_type.__name__}]" if key.type is tuple
+           else key.type.__name__)
     plain = (key.type.__name__, f"tuple of {key.item_type.__name__}" if key.item_type else "")
     allowed = "any" if key.describe() in plain else key.describe()
     cell = lambda s: str(s).replace("|", "\\|")

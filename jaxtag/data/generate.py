@@ -272,9 +272,9 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   return write_manifest(out, rows, TAGS, seed)
 
 
-def write_manifest(out: str, rows: list[dict], tags, seed: int) -> str:
+def write_manifest(out: str, rows: list[dict], tags, seed: int, fractions=(0.8, 0.1, 0.1)) -> str:
   """``out/manifest.jsonl`` (the rows with their artist-disjoint split) and ``out/tags.txt``: every corpus."""
-  splits = artist_split([r["artist"] for r in rows], seed=seed)
+  splits = artist_split([r["artist"] for r in rows], fractions, seed=seed)
   path = os.path.join(out, "manifest.jsonl")
   with open(path, "w") as f:
     for row, split in zip(rows, splits):

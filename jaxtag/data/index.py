@@ -30,6 +30,22 @@ def packaged_tags(name: str) -> list[str]:
   return read_tags_file(os.path.join(os.path.dirname(__file__), "tags", f"{name}.txt"))
 
 
+def tag_families(data_cfg, tags) -> dict[str, str]:
+  """tag -> family for the study's per-family statistics: the testbed's families, else one family "all"."""
+  if data_cfg.dataset == "testbed":
+    from jaxtag.data.render import testbed
+    return {t: testbed.FAMILY_OF.get(t, "other") for t in tags}
+  return {t: "all" for t in tags}
+
+
+def family_kinds(data_cfg) -> dict[str, str]:
+  """family -> kind ("visible" / "invisible" to a log-mel on the testbed; "all" elsewhere)."""
+  if data_cfg.dataset == "testbed":
+    from jaxtag.data.render import testbed
+    return dict(testbed.KIND)
+  return {"all": "all"}
+
+
 def subset_train(index: SongIndex, train_size: int) -> SongIndex:
   """Keeps ``train_size`` train songs, chosen by a stable hash of the id: deterministic, independent of the
   row order, and nested (the 100k subset lies inside the 500k one), while valid and test stay fixed."""
@@ -79,6 +95,11 @@ def load_songs(data_cfg) -> SongIndex:
     path = corpus.ensure_corpus(data_cfg.generated_n, data_cfg.generated_seed, data_cfg.generated_clip_seconds,
                                 data_cfg.generated_format, data_cfg.cache_dir)
     index = from_manifest(path, "", tags or list(label.TAGS), graded, False)
+  elif data_cfg.dataset == "testbed":   # rendered music + invisible evidence, clean tags (render/testbed.py)
+    from jaxtag.data.render import testbed
+    path = testbed.ensure_corpus(data_cfg.generated_n, data_cfg.generated_seed, data_cfg.generated_clip_seconds,
+                                 data_cfg.generated_format, data_cfg.cache_dir)
+    index = from_manifest(path, "", tags or list(testbed.TAGS), graded, False)
   elif data_cfg.dataset == "manifest":
     index = from_manifest(data_cfg.manifest, data_cfg.root, tags, graded, data_cfg.artist_split)
   elif data_cfg.dataset == "mtt":

@@ -115,9 +115,9 @@ def render_clip(index: int, n: int, seed: int, seconds: float, soundfonts: tuple
 
 def _write_clip(args) -> tuple[dict, float]:
   """Renders and writes one clip; returns its row and the CPU seconds it took (the load-independent cost)."""
-  index, n, seed, seconds, fmt, out, soundfonts, cache_dir = args
+  index, n, seed, seconds, fmt, out, soundfonts, cache_dir, clip_fn = args
   cpu = time.process_time()
-  audio, row = render_clip(index, n, seed, seconds, soundfonts, cache_dir)
+  audio, row = (clip_fn or render_clip)(index, n, seed, seconds, soundfonts, cache_dir)
   rel = os.path.join("audio", f"{index // 1000:03d}", f"{row['id']}.{fmt}")
   os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
   sf.write(os.path.join(out, rel), audio, mix.SR, format=FORMATS[fmt][0], subtype=FORMATS[fmt][1])
@@ -125,8 +125,11 @@ def _write_clip(args) -> tuple[dict, float]:
 
 
 def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: str = "flac",
-             workers: int | None = None, soundfonts: tuple[str, ...] = (), cache_dir: str = "") -> str:
-  """Writes ``n`` clips, ``manifest.jsonl`` (artist-disjoint 80/10/10) and ``tags.txt``; returns the manifest.
+             workers: int | None = None, soundfonts: tuple[str, ...] = (), cache_dir: str = "", clip_fn=None,
+             tags=None, fractions=(0.8, 0.1, 0.1)) -> str:
+  """Writes ``n`` clips, ``manifest.jsonl`` (artist-disjoint ``fractions`` train/valid/test) and ``tags.txt``;
+  returns the manifest. ``clip_fn`` (a module-level function, default ``render_clip``) and ``tags`` make
+  another corpus on the same machinery (``testbed``).
 
   Workers are spawned processes (the caller may hold jax threads); the output does not depend on their
   number. Default: every core from ``PARALLEL_MIN_CLIPS`` clips on, else in-process.
@@ -142,7 +145,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   for path in soundfonts:
     errors.require(path, "soundfont", "give --soundfont=PATH.sf2 (or none, for the default TimGM6mb)")
   scores.load(cache_dir)   # build the score table once, before the workers read it
-  jobs = [(i, n, seed, clip_seconds, fmt, out, soundfonts, cache_dir) for i in range(n)]
+  jobs = [(i, n, seed, clip_seconds, fmt, out, soundfonts, cache_dir, clip_fn) for i in range(n)]
   if workers is None:
     workers = (os.cpu_count() or 1) if n >= PARALLEL_MIN_CLIPS else 1
   t0, rows, cpu = time.time(), [], 0.0
@@ -163,7 +166,7 @@ def generate(out: str, n: int, seed: int = 0, clip_seconds: float = 10.0, fmt: s
   finally:
     if pool:
       pool.shutdown()
-  path = write_manifest(out, rows, label.TAGS, seed)
+  path = write_manifest(out, rows, label.TAGS if tags is None else tags, seed, fractions)
   LAST_STATS.update(clips=n, wall_s=time.time() - t0, cpu_s_per_clip=cpu / max(n, 1), workers=workers)
   return path
 
