@@ -92,12 +92,11 @@ def test_under_trained_rule():
 
 
 def test_study_configs_select_the_testbed():
-  from jaxtag.core import choices
-  module = study.load_config_module(os.path.join(os.path.dirname(__file__), "..", "configs", "study.py"))
+  from jaxtag.core import config as config_lib
+  path = os.path.join(os.path.dirname(__file__), "..", "configs", "study.py")
   for arg, n, cap in (("testbed", 2400, 500), ("waveform,testbed,seed=2", 2400, 500), ("paper", 3000, 1000),
                       ("paper,dry", 40, 2)):
-    c = module.get_config(arg)
-    choices.check_fields(c)
+    c = config_lib.load(f"{path}:{arg}")       # validated against the config schema
     assert c.data.dataset == "testbed" and c.data.generated_n == n and c.train.steps == cap
     assert c.study.train_sizes[-1] == "all" and len(c.study.seeds) >= (1 if "dry" in arg else 3)
-  assert module.get_config("testbed").train.early_stopping_patience > 0
+  assert config_lib.load(f"{path}:testbed").train.early_stopping_patience > 0
