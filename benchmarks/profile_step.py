@@ -2,7 +2,7 @@
 reduced to self time per HLO op and per op kind (convolution, dot, fft, reduce-window, fusion kinds, ...).
 
 ``python benchmarks/profile_step.py --models spec-k8-f64-u200,wave-x1-f512-u500 --mode train --batch 32
-[--steps 3] [--trace_dir /tmp/trace] [--top 15] [--json_out benchmarks/results/profile.jsonl]``
+[--steps 3] [--trace_dir /tmp/trace] [--top 15] [--json_out /tmp/profile.jsonl]``
 
 Why self time: XLA:CPU's thunk executor records one trace event per thunk on the thread that ran it, and a
 thread that waits for a dependency runs other thunks inline, so events nest; a parent's children are

@@ -8,7 +8,7 @@ from jaxtag.core import config as config_lib
 
 
 def rendered(c):
-  """The rendered-corpus smoke recipe, on top of ``config_lib.apply_smoke`` (why each value: docs/notes_issue13.md)."""
+  """The rendered-corpus smoke recipe, on top of ``config_lib.apply_smoke`` (why each value: docs/design.md, "The smoke recipe")."""
   c.data.dataset = "rendered"
   c.data.dataset_title = "jaxtag rendered corpus"
   c.data.generated_n = 600

@@ -45,7 +45,7 @@ def compute(name: str, eager: bool = False) -> dict[str, np.ndarray]:
   (``jax.disable_jit``): the reference is the old code's math evaluated that way, because the old jitted
   program itself was off: XLA:CPU's compiled reduce-window max-pool gradient of the waveform model differed
   from its own op-by-op gradient by up to 4.7 % of a leaf's scale (frontend block 5's conv bias; ~0.5 % in
-  the blocks before), while loss, BN statistics and logits were exact (docs/notes_issue17.md).
+  the blocks before), while loss, BN statistics and logits were exact (docs/design.md, "CPU kernels").
   """
   if eager:
     with jax.disable_jit():
