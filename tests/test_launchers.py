@@ -137,7 +137,9 @@ def test_study_gpu_dry_run_runs_the_script_end_to_end_on_cpu(tmp_path):
   import subprocess
   import sys
   out = tmp_path / "out"
-  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, JAXTAG_CACHE=str(tmp_path / "cache"))
+  # one device, as on the lent GPU (the suite's other tests fake 8 CPU devices through XLA_FLAGS)
+  xla = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)
+  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, JAXTAG_CACHE=str(tmp_path / "cache"), XLA_FLAGS=xla)
   proc = subprocess.run(["bash", "launch/study_gpu.sh", "--dry-run", str(tmp_path / "w")], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -72,8 +72,15 @@ def full_run(tmp_path_factory, corpus_cache):
   return parent / "runs" / "full"
 
 
+# A 24-step linear warm-up: the kill-9 resume at step 20 is mid-warm-up, so it also checks that the warm-up is
+# exact across a resume (a function of the step and the checkpointed plateau rate).
 RESUME_ARGS = ["--config.train.steps=40", "--config.train.checkpoint_every=20", "--config.train.eval_every=20",
-               "--config.train.log_every=10"]
+               "--config.train.log_every=10", "--config.train.warmup_steps=24"]
+
+
+def applied_rates(workdir) -> dict:
+  """``{step: the learning rate applied at that step}`` from a run's metrics (one row per log interval)."""
+  return {r["step"]: r["lr"] for r in metrics.read_jsonl(workdir / "metrics.jsonl") if "lr" in r}
 
 
 def test_end_to_end_smoke_run(full_run):
@@ -106,6 +113,9 @@ def test_resume_after_kill9_is_bitwise_exact(full_run, tmp_path, corpus_cache):
   assert proc.returncode == -signal.SIGKILL
   resumed = run_main(workdir, corpus_cache, *args, module="tests.faults")
   assert "resumed from" in resumed.stderr and "checkpoints/20" in resumed.stderr
+  whole = applied_rates(full_run)   # the warm-up's rates, before and after the resume, as the uninterrupted run's
+  assert list(whole) == [10, 20, 30, 40] and applied_rates(workdir) == whole
+  assert list(whole.values()) == pytest.approx([0.003 * min(1.0, s / 24) for s in (10, 20, 30, 40)])
   step_a, leaves_a = final_state(full_run)
   step_b, leaves_b = final_state(workdir)
   assert step_a == step_b == 40
@@ -137,27 +147,6 @@ def test_sigterm_saves_current_step_and_exits_zero(tmp_path, corpus_cache):
                    "--config.train.checkpoint_every=1000", "--config.train.eval_every=1000")
   assert f"checkpoints/{step}" in again.stderr
   assert final_state(workdir)[0] == step + 2
-
-
-def test_resume_mid_warmup_applies_the_same_rates_and_state(tmp_path, corpus_cache):
-  """A run stopped at step 4 of a 6-step warm-up and resumed applies the uninterrupted run's learning rates and
-  ends in its exact state (the warm-up is a function of the step and the checkpointed plateau rate)."""
-  args = ["--config.train.warmup_steps=6", "--config.train.log_every=1", "--config.train.metrics_every=1",
-          "--config.train.checkpoint_every=4", "--config.train.eval_every=1000"]
-  run_main(tmp_path / "whole", corpus_cache, "--config.train.steps=8", *args)
-  run_main(tmp_path / "split", corpus_cache, "--config.train.steps=4", *args)
-  resumed = run_main(tmp_path / "split", corpus_cache, "--config.train.steps=8", *args)
-  assert "checkpoints/4" in resumed.stderr
-
-  def rates(workdir):   # {step: the learning rate applied at that step}
-    return {r["step"]: r["lr"] for r in metrics.read_jsonl(workdir / "metrics.jsonl") if "lr" in r}
-  whole = rates(tmp_path / "whole")
-  assert list(whole) == list(range(1, 9)) and rates(tmp_path / "split") == whole
-  assert list(whole.values()) == pytest.approx([0.003 * min(1.0, s / 6) for s in range(1, 9)])
-  (step_a, leaves_a), (step_b, leaves_b) = final_state(tmp_path / "whole"), final_state(tmp_path / "split")
-  assert step_a == step_b == 8 and len(leaves_a) == len(leaves_b)
-  for a, b in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(a, b)
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, corpus_cache):
