@@ -18,9 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import harness
-from jaxtag.core import sharding
-from jaxtag.training import augment, train_state
-from jaxtag.training import step as step_lib
+from jaxtag.training import augment
 
 flags.DEFINE_list("models", ["smoke"], "Benchmark models (benchmarks/harness.py MODELS).")
 flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
@@ -39,15 +37,7 @@ def compiled_step(name: str, setting: dict):
   """``(run, compile s)``: ``run()`` does ``--steps`` steps of model ``name`` with ``config.augment = setting``."""
   c = harness.model_config(name)
   c.augment.update(setting)
-  mesh = sharding.make_mesh()
-  b, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
-  tx = step_lib.optimizer()
-  graphdef, state = train_state.create(c, N_TAGS, mesh, tx=tx)
-  rng = np.random.default_rng(0)
-  batch = jax.device_put({"audio": (0.3 * rng.standard_normal((b, n))).astype(np.float32),
-                          "targets": (rng.random((b, N_TAGS)) < 0.1).astype(np.float32)}, sharding.data_sharded(mesh))
-  fn = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=c.train.loss, l2=float(c.train.l2),
-                               augment=augment.from_config(c))
+  fn, state, batch = harness.synthetic_step(c, N_TAGS, augment=augment.from_config(c))
   lr = np.float32(1e-4)
   t0 = time.perf_counter()
   fn = fn.lower(state, batch, lr).compile()

@@ -76,6 +76,24 @@ def model_config(name: str, *, dtype: str = "float32", batch: int = 0, cache_dir
   return c
 
 
+def synthetic_step(c, n_tags: int, augment=None):
+  """``(jitted train step, state, batch)`` of config ``c`` on the default mesh: one device-resident batch of
+  noise and sparse targets, so a timing measures the step alone."""
+  import jax
+  import numpy as np
+  from jaxtag.core import sharding
+  from jaxtag.training import step as step_lib, train_state
+  mesh = sharding.make_mesh()
+  b, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
+  tx = step_lib.optimizer()
+  graphdef, state = train_state.create(c, n_tags, mesh, tx=tx)
+  rng = np.random.default_rng(0)
+  batch = jax.device_put({"audio": (0.3 * rng.standard_normal((b, n))).astype(np.float32),
+                          "targets": (rng.random((b, n_tags)) < 0.1).astype(np.float32)}, sharding.data_sharded(mesh))
+  fn = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=c.train.loss, l2=float(c.train.l2), augment=augment)
+  return fn, state, batch
+
+
 def peak_flops(device_kind: str, dtype: str) -> float | None:
   return next((v for (kind, dt), v in PEAK_FLOPS.items() if kind in device_kind and dt == dtype), None)
 

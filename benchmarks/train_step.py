@@ -17,9 +17,6 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import harness
-from jaxtag.core import sharding
-from jaxtag.training import train_state
-from jaxtag.training import step as step_lib
 
 flags.DEFINE_list("models", list(harness.MODELS), "Benchmark models (benchmarks/harness.py MODELS).")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes.")
@@ -39,15 +36,8 @@ def bench(name: str, dtype: str, batch: int = 0, *, steps: int = 5, repeats: int
   """One row: the step of ``name`` at global ``batch`` (0 = the config's) in ``dtype``; ``utilisation`` is
   FLOP/s over ``peak`` (default: the published peak of the device kind, if known)."""
   c = harness.model_config(name, dtype=dtype, batch=batch, kernels=kernels)
-  mesh = sharding.make_mesh()
-  batch_size, n = c.train.global_batch_size, int(round(c.data.chunk_seconds * c.data.sample_rate))
-  tx = step_lib.optimizer()
-  graphdef, state = train_state.create(c, n_tags, mesh, tx=tx)
-  rng = np.random.default_rng(0)
-  batch = jax.device_put({"audio": (0.3 * rng.standard_normal((batch_size, n))).astype(np.float32),
-                          "targets": (rng.random((batch_size, n_tags)) < 0.1).astype(np.float32)},
-                         sharding.data_sharded(mesh))
-  train_step = step_lib.jit_train_step(graphdef, tx, mesh, loss_kind=c.train.loss, l2=float(c.train.l2))
+  train_step, state, batch = harness.synthetic_step(c, n_tags)
+  batch_size = c.train.global_batch_size
   lr = np.float32(1e-4)
   t0 = time.perf_counter()
   compiled = train_step.lower(state, batch, lr).compile()

@@ -322,8 +322,9 @@ def cached_corpus(final: str, make) -> str:
   return manifest
 
 
-def define_flags():
-  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+def define_corpus_flags(workers_help: str) -> None:
+  """The flags a corpus-writing command shares (this one and ``jaxtag render``): where, how many, seed, length,
+  format and worker processes."""
   from absl import flags
   flags.DEFINE_string("out", None, "Output directory.")
   flags.DEFINE_integer("n", 2000, "Number of clips.", lower_bound=1)
@@ -331,8 +332,12 @@ def define_flags():
   flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
   flags.register_validator("clip_seconds", lambda v: v > 0, "--clip_seconds must be > 0")
   flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Generation processes (default: 2 from 200 clips on, else 1).",
-                       lower_bound=0)
+  flags.DEFINE_integer("workers", None, workers_help, lower_bound=0)
+
+
+def define_flags():
+  """Flags exist only when run as a program, so that tools can be imported together (tests)."""
+  define_corpus_flags("Generation processes (default: 2 from 200 clips on, else 1).")
 
 
 def main(argv):

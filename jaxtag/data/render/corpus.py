@@ -19,7 +19,7 @@ import time
 import numpy as np
 import soundfile as sf
 
-from jaxtag.data.generate import FORMATS, cache_path, cached_corpus, write_manifest
+from jaxtag.data.generate import FORMATS, cache_path, cached_corpus, define_corpus_flags, write_manifest
 from jaxtag.data.render import compose, label, mix, render, scores, voice
 
 RENDER_VERSION = 2
@@ -198,13 +198,7 @@ def main(argv):
 def define_flags():
   """Flags exist only when run as a program (spawned render workers re-import this module)."""
   from absl import flags
-  flags.DEFINE_string("out", None, "Output directory.")
-  flags.DEFINE_integer("n", 2000, "Number of clips.", lower_bound=1)
-  flags.DEFINE_integer("seed", 0, "Corpus seed.")
-  flags.DEFINE_float("clip_seconds", 10.0, "Clip length in seconds.")
-  flags.register_validator("clip_seconds", lambda v: v > 0, "--clip_seconds must be > 0")
-  flags.DEFINE_enum("format", "flac", sorted(FORMATS), "Audio format.")
-  flags.DEFINE_integer("workers", None, "Render processes (default: every core from 40 clips on).", lower_bound=0)
+  define_corpus_flags("Render processes (default: every core from 40 clips on).")
   flags.DEFINE_multi_string("soundfont", None, "SoundFont (.sf2) paths; artists pick one (default TimGM6mb).")
   flags.DEFINE_string("cache_dir", "", "Where the music21 score table is cached (default ~/.cache/jaxtag).")
 
