@@ -70,7 +70,7 @@ def plan() -> dict:
 
 def train(name: str, overrides: dict, runs_dir: str) -> str:
   workdir = os.path.join(runs_dir, name)
-  if os.path.exists(os.path.join(workdir, "summary.json")):
+  if finished(workdir):
     print(f"{name}: trained already", flush=True)
     return workdir
   cmd = [sys.executable, "-m", "jaxtag.main", f"--config={FLAGS.config}", f"--workdir={workdir}"]
@@ -91,6 +91,15 @@ def train(name: str, overrides: dict, runs_dir: str) -> str:
     raise SystemExit(f"{name}: training failed (exit {proc.returncode}); see {log}")
   print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
   return workdir
+
+
+def finished(workdir: str) -> bool:
+  """Whether the run reached its last step (a stopped run writes ``summary.json`` too, with the signal)."""
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    return json.load(f).get("stopped_by") in (None, "early_stopping")
 
 
 def last_step(workdir: str) -> int:
