@@ -68,7 +68,7 @@ def plan() -> dict:
                    f"warmup_{warmup}": {**common, "train.warmup_steps": warmup}}}
 
 
-def train(name: str, overrides: dict, runs_dir: str) -> str:
+def train(name: str, overrides: dict, runs_dir: str, attempt: int = 0) -> str:
   workdir = os.path.join(runs_dir, name)
   if finished(workdir):
     print(f"{name}: trained already", flush=True)
@@ -88,6 +88,9 @@ def train(name: str, overrides: dict, runs_dir: str) -> str:
         print(f"  {name}: step {step}/{overrides['train.steps']}, {rate:.2f} steps/s, "
               f"ETA {(overrides['train.steps'] - step) / max(rate, 1e-9):.0f} s", flush=True)
   if proc.returncode:
+    if attempt < 2:   # e.g. a loader worker killed for memory on the shared machine: resume from the checkpoint
+      print(f"{name}: training failed (exit {proc.returncode}); resuming (see {log})", flush=True)
+      return train(name, overrides, runs_dir, attempt + 1)
     raise SystemExit(f"{name}: training failed (exit {proc.returncode}); see {log}")
   print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
   return workdir

@@ -92,13 +92,16 @@ def evaluate(workdir: str, which: str) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(model: str) -> dict:
+def measure(model: str, attempt: int = 0) -> dict:
   workdir = os.path.join(FLAGS.runs_dir, model)
   if os.path.exists(workdir):   # an unfinished run: its budget clock is gone, start over
     shutil.rmtree(workdir)
   cmd = command(model, workdir)
   code, wall, cpu = run_logged(cmd, os.path.join(FLAGS.runs_dir, f"{model}.log"), model)
   if code:
+    if attempt < 1:   # e.g. a loader worker killed for memory on the shared machine: once more, from scratch
+      print(f"  {model}: exit {code}; starting it again (see {FLAGS.runs_dir}/{model}.log)", flush=True)
+      return measure(model, attempt + 1)
     raise SystemExit(f"{model}: exit {code}; see {FLAGS.runs_dir}/{model}.log")
   row = {"model": model, "command": " ".join(cmd[1:]), "workdir": workdir, "wall_s": round(wall, 1),
          "cpu_s_total": round(cpu, 1)}
