@@ -10,16 +10,18 @@
 # noise, MP3, each at its default strengths) into OUT_DIR/<run>/ (default benchmarks/results/robustness_smoke),
 # and writes OUT_DIR/summary.{md,json} and OUT_DIR/robustness.png with the four runs side by side.
 #
-# Resumable: rerun the same command. A run with summary.json is not trained again, a half-trained run resumes
+# Resumable: rerun the same command. A finished run is not trained again, a half-trained run resumes
 # from its newest checkpoint (jaxtag's own resume), and a run whose robustness report exists is not scored again.
 # Each step's console output goes to RUNS_DIR/<run>.log. Environment: PYTHON (default python), NICE (default 19),
-# EXTRA (more --config.* flags for every run, e.g. EXTRA="--config.train.steps=20" for a dry run).
+# EXTRA (more --config.* flags for every run, e.g. EXTRA="--config.train.steps=20" for a dry run), WAVE_STEPS
+# (training steps of the two waveform runs; default: the smoke recipe's 600).
 set -euo pipefail
 RUNS=${1:-runs/robustness_smoke}
 OUT=${2:-benchmarks/results/robustness_smoke}
 PY=${PYTHON:-python}
 NICE=${NICE:-19}
 EXTRA=${EXTRA:-}
+WAVE_STEPS=${WAVE_STEPS:-600}
 mkdir -p "$RUNS" "$OUT"
 
 # The augmentation set: random gain +-6 dB, polarity flips half the time, crop jitter up to 0.25 s, white noise
@@ -33,14 +35,17 @@ AUG_SPEC="$AUG_WAVE --config.augment.time_masks=2 --config.augment.time_mask_fra
 
 declare -A CONFIG=([spec_clean]="configs/smoke.py" [spec_aug]="configs/smoke.py"
                    [wave_clean]="configs/smoke.py:waveform" [wave_aug]="configs/smoke.py:waveform")
-declare -A AUG=([spec_clean]="" [spec_aug]="$AUG_SPEC" [wave_clean]="" [wave_aug]="$AUG_WAVE")
+declare -A AUG=([spec_clean]="" [spec_aug]="$AUG_SPEC" [wave_clean]="--config.train.steps=$WAVE_STEPS"
+                [wave_aug]="$AUG_WAVE --config.train.steps=$WAVE_STEPS")
 ORDER=(spec_clean spec_aug wave_clean wave_aug)
 
 stamp() { date -u +%H:%M:%S; }
 n=0
 for run in "${ORDER[@]}"; do
   n=$((n + 1))
-  if [[ -f "$RUNS/$run/summary.json" ]]; then
+  # finished: summary.json without a stop signal (a SIGTERM-stopped run writes one too, and resumes here)
+  if [[ -f "$RUNS/$run/summary.json" ]] && "$PY" -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))\
+.get('stopped_by') not in (None, 'early_stopping'))" "$RUNS/$run/summary.json"; then
     echo "$(stamp) [$n/4] train $run: done, skipped"
     continue
   fi
