@@ -59,8 +59,9 @@ def test_three_artists_enumerated_exactly():
     exact.append(roc_auc_score(targets[rows, 0], a[rows, 0]) - roc_auc_score(targets[rows, 0], b[rows, 0]))
   exact = np.round(exact, 9)
   values, counts = np.unique(exact, return_counts=True)
-  # by hand: per artist A wins (1, 0, 1) and B wins (0, 1, 0.5); with artist x alone the difference is +1
-  assert 1.0 in values and len(values) > 3
+  # by hand: per artist A wins (1, 0, 1) and B wins (0, 1, 0.5); a draw of one artist three times is that
+  # artist's difference: x alone +1, y alone -1, z alone +0.5 (draws in itertools.product order: 0, 13, 26)
+  assert (exact[0], exact[13], exact[26]) == (1.0, -1.0, 0.5) and len(values) > 3
   n_boot = 20000
   _, draws = bootstrap.artist_draws(groups, n_boot, 3)
   w = bootstrap.weights_from_draws(codes, draws)
